@@ -1,0 +1,97 @@
+"""On-disk experiment cache: results stored by spec hash, written atomically, computed once.
+
+Each experiment is computed seed by seed; after every seed the records so far are saved
+(``<key>.partial.json``), so an interrupted run resumes where it stopped. A file lock per
+key makes concurrent pytest-xdist workers wait for each other instead of computing the same
+experiment twice; within a process, results are also kept in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from ntkbench.experiments import RUNNERS, Context, ExperimentSpec, package_versions
+from ntkbench.storage import atomic_write_bytes, cache_root, locked
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentResult:
+    spec: ExperimentSpec
+    records: pd.DataFrame  # one row per (seed, n)
+    path: Path
+    elapsed_s: float  # compute time when it was computed
+    from_cache: bool  # loaded rather than computed in this process
+
+    def curve(self, metric: str):
+        """(n_grid, losses of shape (seeds, len(n_grid))) for one metric column."""
+        table = self.records.pivot(index="seed", columns="n", values=metric)
+        table = table.loc[list(self.spec.seeds), list(self.spec.n_grid)]
+        return list(self.spec.n_grid), table.to_numpy(dtype=float)
+
+
+class ExperimentCache:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else cache_root() / "experiments"
+        self._memory: dict[str, ExperimentResult] = {}
+        self.computed: list[str] = []  # keys computed (not loaded) by this instance
+
+    def path(self, spec: ExperimentSpec) -> Path:
+        return self.root / f"{spec.kind}-{spec.key[:20]}.json"
+
+    def get(self, spec: ExperimentSpec) -> ExperimentResult:
+        """The experiment's result: from memory, from disk, or computed now (and stored)."""
+        if spec.key in self._memory:
+            return self._memory[spec.key]
+        path = self.path(spec)
+        with locked(path):
+            stored = _read(path)
+            if stored is not None and stored.get("key") == spec.key:
+                result = ExperimentResult(spec, pd.DataFrame(stored["records"]), path,
+                                          stored["elapsed_s"], True)
+            else:
+                result = self._compute(spec, path)
+        self._memory[spec.key] = result
+        return result
+
+    def _compute(self, spec: ExperimentSpec, path: Path) -> ExperimentResult:
+        partial_path = path.with_suffix(".partial.json")
+        partial = _read(partial_path) or {}
+        if partial.get("key") != spec.key:
+            partial = {"key": spec.key, "records": [], "elapsed_s": 0.0}
+        done = {r["seed"] for r in partial["records"]}
+        context = Context(spec)
+        for seed in spec.seeds:
+            if seed in done:
+                continue
+            start = time.perf_counter()
+            partial["records"] += RUNNERS[spec.kind](context, seed)
+            partial["elapsed_s"] += time.perf_counter() - start
+            _write(partial_path, partial)
+        stored = {**partial, "spec": spec.to_dict(), "versions": package_versions(),
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        _write(path, stored)
+        partial_path.unlink(missing_ok=True)
+        self.computed.append(spec.key)
+        return ExperimentResult(spec, pd.DataFrame(stored["records"]), path, stored["elapsed_s"], False)
+
+
+def _read(path: Path) -> dict | None:
+    """A stored JSON document, or None when absent or unreadable (then it is recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=2)
+        return None
+
+
+def _write(path: Path, document: dict) -> None:
+    atomic_write_bytes(path, json.dumps(document, indent=1, sort_keys=True).encode())

@@ -1,0 +1,34 @@
+"""1-D convolutional network for sequence inputs such as MNIST-1D."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from ntkbench.models.layers import ScaledConv1D, ScaledDense, check_parameterization
+from ntkbench.registry import register_architecture
+
+
+class CNN1D(nn.Module):
+    """``depth`` 'SAME' ReLU convolutions with ``width`` channels, then a dense readout."""
+
+    num_outputs: int
+    depth: int = 3
+    width: int = 32
+    kernel_size: int = 5
+    parameterization: str = "standard"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], x.shape[1], -1)  # (batch, length, channels)
+        for _ in range(self.depth):
+            x = nn.relu(ScaledConv1D(self.width, self.kernel_size, self.parameterization)(x))
+        x = x.reshape(x.shape[0], -1)
+        return ScaledDense(self.num_outputs, self.parameterization, w_std=1.0)(x)
+
+
+@register_architecture("cnn1d")
+def cnn1d(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: int = 5,
+          parameterization: str = "standard") -> CNN1D:
+    check_parameterization(parameterization)
+    return CNN1D(num_outputs, depth, width, kernel_size, parameterization)

@@ -1,0 +1,68 @@
+"""Dense and 1-D convolution layers in standard or NTK parameterization.
+
+Both follow neural-tangents' ``stax`` conventions, so that a ``stax`` twin with the same
+``W_std``/``b_std`` has the same finite-width distribution:
+
+* ``"standard"``: W ~ N(0, W_std² / fan_in), b ~ N(0, b_std²), output W·x + b;
+* ``"ntk"``:      W ~ N(0, 1), b ~ N(0, 1), output (W_std / √fan_in)·W·x + b_std·b.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+PARAMETERIZATIONS = ("standard", "ntk")
+
+
+def check_parameterization(parameterization: str) -> None:
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization {parameterization!r}; "
+                         f"known: {', '.join(PARAMETERIZATIONS)}")
+
+
+def _scales(parameterization: str, fan_in: int, w_std: float, b_std: float):
+    """(init std of W, init std of b, multiplier of W, multiplier of b)."""
+    check_parameterization(parameterization)
+    if parameterization == "ntk":
+        return 1.0, 1.0, w_std / math.sqrt(fan_in), b_std
+    return w_std / math.sqrt(fan_in), b_std, 1.0, 1.0
+
+
+class ScaledDense(nn.Module):
+    features: int
+    parameterization: str = "standard"
+    w_std: float = math.sqrt(2.0)
+    b_std: float = 0.05
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        w_init, b_init, w_mul, b_mul = _scales(self.parameterization, fan_in, self.w_std, self.b_std)
+        kernel = self.param("kernel", nn.initializers.normal(w_init), (fan_in, self.features))
+        bias = self.param("bias", nn.initializers.normal(b_init), (self.features,))
+        return w_mul * (x @ kernel) + b_mul * bias
+
+
+class ScaledConv1D(nn.Module):
+    """'SAME'-padded 1-D convolution over inputs of shape (batch, length, channels)."""
+
+    features: int
+    kernel_size: int = 5
+    parameterization: str = "standard"
+    w_std: float = math.sqrt(2.0)
+    b_std: float = 0.05
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1] * self.kernel_size
+        w_init, b_init, w_mul, b_mul = _scales(self.parameterization, fan_in, self.w_std, self.b_std)
+        shape = (self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.normal(w_init), shape)
+        bias = self.param("bias", nn.initializers.normal(b_init), (self.features,))
+        y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1,), padding="SAME",
+                                         dimension_numbers=("NWC", "WIO", "NWC"))
+        return w_mul * y + b_mul * jnp.asarray(bias)

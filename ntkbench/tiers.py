@@ -1,0 +1,72 @@
+"""Tiers: how much of each experiment a run does (sample sizes, seeds, training budget).
+
+* ``smoke`` — seconds per case; proves the machinery, verdicts are not meaningful.
+* ``small`` — a 2-core CPU in minutes; MNIST-1D up to a few thousand samples.
+* ``paper`` — one GPU; MNIST-1D up to 16k training samples and more seeds.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+from ntkbench.train import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    name: str
+    n_grid: tuple[int, ...]
+    n_val: int
+    n_test: int
+    seeds: tuple[int, ...]
+    train: TrainConfig
+    bootstrap_reps: int = 1000
+    arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
+
+    def with_overrides(self, assignments: list[str]) -> "Tier":
+        """Apply ``KEY=VALUE`` overrides: a TrainConfig field (``learning_rate=0.1``), a tier
+        field (``seeds=(0,1)``) or an architecture keyword (``mlp.width=256``)."""
+        tier, train, arch_kwargs = {}, {}, {k: dict(v) for k, v in self.arch_kwargs.items()}
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        tier_fields = {f.name for f in dataclasses.fields(Tier)} - {"name", "train", "arch_kwargs"}
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep:
+                raise ValueError(f"override {assignment!r} is not KEY=VALUE")
+            key, value = key.strip(), _parse(raw.strip())
+            if "." in key:
+                arch, _, kwarg = key.partition(".")
+                arch_kwargs.setdefault(arch, {})[kwarg] = value
+            elif key in train_fields:
+                train[key] = value
+            elif key in tier_fields:
+                tier[key] = tuple(value) if isinstance(value, list | tuple) else value
+            else:
+                known = ", ".join(sorted(train_fields | tier_fields))
+                raise ValueError(f"unknown override {key!r}; known: {known}, or ARCH.KWARG")
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **train),
+                                   arch_kwargs=arch_kwargs, **tier)
+
+
+def _parse(raw: str):
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+TIERS = {
+    "smoke": Tier("smoke", n_grid=(32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
+                  train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200),
+    "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
+                  seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100)),
+    "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
+                  n_test=4096, seeds=(0, 1, 2, 3, 4), train=TrainConfig(steps=8000, eval_every=200)),
+}
+
+
+def get_tier(name: str) -> Tier:
+    if name not in TIERS:
+        raise ValueError(f"unknown tier {name!r}; known: {', '.join(TIERS)}")
+    return TIERS[name]
