@@ -50,7 +50,7 @@ def fit_ridge(k_train: np.ndarray, k_val_train: np.ndarray, k_test_train: np.nda
     if not np.all(np.isfinite(k_train)):
         raise IllConditionedKernelError("kernel has non-finite entries")
     try:
-        eigvals, eigvecs = scipy.linalg.eigh(k_train)
+        eigvals, eigvecs = scipy.linalg.eigh(k_train, driver="evd")
     except (np.linalg.LinAlgError, ValueError) as exc:
         raise IllConditionedKernelError(f"eigendecomposition failed: {exc}") from exc
     scale = float(np.mean(np.clip(eigvals, 0.0, None)))
