@@ -87,7 +87,10 @@ def _read(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        document = json.loads(path.read_text())
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return document
     except (OSError, ValueError) as exc:
         warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=2)
         return None

@@ -57,7 +57,7 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
     sources = "; ".join(
-        f"{r.spec.label} ({'cached' if r.from_cache else 'computed'} {r.elapsed_s:.0f}s)"
+        f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
         for r in results.values())
     return {**base_row(case, tier), **evaluate_scaling(claim, fit), "sources": sources, "error": ""}
 

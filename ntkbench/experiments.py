@@ -22,7 +22,8 @@ from ntkbench.data import load_dataset
 from ntkbench.kernels import entk_gram
 from ntkbench.models import build_model
 from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, mse
-from ntkbench.train import TrainConfig, init_params, train
+from ntkbench.train import init_params, train
+from ntkbench.train_config import TrainConfig
 
 SCHEMA_VERSION = 1
 KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
@@ -46,7 +47,7 @@ class ExperimentSpec:
     def __post_init__(self):
         if self.kind not in RUNNERS:
             raise ValueError(f"unknown experiment kind {self.kind!r}; known: {', '.join(RUNNERS)}")
-        if list(self.n_grid) != sorted(set(self.n_grid)) or min(self.n_grid) < 1:
+        if not self.n_grid or list(self.n_grid) != sorted(set(self.n_grid)) or min(self.n_grid) < 1:
             raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
 
     @property

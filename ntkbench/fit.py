@@ -101,6 +101,10 @@ def paired_exponents(n_grid, loss_a, loss_b, method: str = "auto", window=None,
     lo, hi = _window_indices(n, a.mean(0), b.mean(0), method, window)
     idx = np.arange(lo, hi + 1)
     fit_method = "floor" if method == "floor" else "loglog"
+    needed = 3 if fit_method == "floor" else 2
+    if len(idx) < needed:
+        raise ValueError(f"{method} fit needs at least {needed} sample sizes in its window, "
+                         f"got {n[idx].astype(int).tolist()}")
 
     def both(seed_rows, points):
         alpha_a = exponent(n[points], a[seed_rows][:, points].mean(0), fit_method)
@@ -111,7 +115,6 @@ def paired_exponents(n_grid, loss_a, loss_b, method: str = "auto", window=None,
     point_a, point_b = both(all_seeds, idx)
     rng = np.random.default_rng(seed)
     samples = []
-    needed = 3 if fit_method == "floor" else 2
     while len(samples) < reps:
         points = np.sort(rng.choice(idx, size=len(idx), replace=True))
         if len(np.unique(points)) < needed:

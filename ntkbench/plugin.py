@@ -86,12 +86,13 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         from ntkbench.cases import error_row, run_case
 
         try:
-            row = run_case(case, ntkbench_tier, ntkbench_cache)
+            row, message = run_case(case, ntkbench_tier, ntkbench_cache), None
         except Exception as exc:  # every failure becomes an error row and a one-line failure
             message = _one_line(exc)
-            request.node.user_properties.append((ROW_PROPERTY, json.dumps(error_row(case, ntkbench_tier, message))))
-            pytest.fail(message, pytrace=False)
+            row = error_row(case, ntkbench_tier, message)
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
+        if message is not None:  # outside the except block: no chained exception report
+            pytest.fail(message, pytrace=False)
         return row
 
     return evaluate

@@ -8,6 +8,9 @@ import pandas as pd
 from tabulate import tabulate
 
 ORDER = ["claim", "case", "metric"]
+COLUMNS = ORDER + ["tier", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
+                   "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
+                   "gap_hi", "window_lo", "window_hi", "method", "points", "sources", "error"]
 
 
 def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
@@ -15,7 +18,8 @@ def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values(ORDER, kind="stable").reset_index(drop=True)
+    columns = [c for c in COLUMNS if c in frame] + sorted(set(frame) - set(COLUMNS))
+    return frame[columns].sort_values(ORDER, kind="stable").reset_index(drop=True)
 
 
 def _with_ci(value, low, high) -> str:
@@ -25,10 +29,16 @@ def _with_ci(value, low, high) -> str:
 
 
 def format_leaderboard(frame: pd.DataFrame) -> str:
-    """The terminal table: exponents and gap with 95% CIs, window, verdict, provenance."""
+    """The terminal table (exponents and gap with 95% CIs, window, verdict), then the list
+    of experiments the numbers came from, which the ``source`` column points into."""
     if frame.empty:
         return "no ntkbench results"
-    table = []
+    table, notes = [], {}
+
+    def cite(sources: str) -> str:
+        marks = [notes.setdefault(s, f"[{len(notes) + 1}]") for s in sources.split("; ") if s]
+        return " ".join(marks)
+
     for row in frame.to_dict("records"):
         failed = row["verdict"] == "error"
         table.append({
@@ -39,6 +49,8 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
             "δ": "—" if failed else f"{row['margin']:g}",
             "window": "—" if failed else f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} pts)",
             "verdict": row["verdict"],
-            "source": row["error"] if failed else row["sources"],
+            "source": row["error"] if failed else cite(row["sources"]),
         })
-    return tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)
+    lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
+    lines += [f"{mark} {source}" for source, mark in notes.items()]
+    return "\n".join(lines)

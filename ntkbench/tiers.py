@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 
-from ntkbench.train import TrainConfig
+from ntkbench.train_config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,17 @@ class Tier:
     train: TrainConfig
     bootstrap_reps: int = 1000
     arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
+
+    def __post_init__(self):
+        for name in ("n_grid", "seeds"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and value and all(_is_int(v) for v in value)):
+                raise ValueError(f"{name} must be a non-empty tuple of integers, got {value!r}")
+        if list(self.n_grid) != sorted(set(self.n_grid)) or self.n_grid[0] < 1:
+            raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
+        for name in ("n_val", "n_test", "bootstrap_reps"):
+            if not (_is_int(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
     def with_overrides(self, assignments: list[str]) -> "Tier":
         """Apply ``KEY=VALUE`` overrides: a TrainConfig field (``learning_rate=0.1``), a tier
@@ -47,6 +58,10 @@ class Tier:
                 raise ValueError(f"unknown override {key!r}; known: {known}, or ARCH.KWARG")
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **train),
                                    arch_kwargs=arch_kwargs, **tier)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parse(raw: str):

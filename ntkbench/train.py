@@ -17,31 +17,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+from ntkbench.train_config import TrainConfig
+
+__all__ = ["DivergedError", "TrainConfig", "TrainResult", "init_params", "train"]
 
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite or exploding loss."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9  # SGD only
-    schedule: str = "cosine"
-    batch_size: int = 128
-    steps: int = 2000
-    eval_every: int = 100
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
-        if self.steps < 1 or self.eval_every < 1 or self.batch_size < 1:
-            raise ValueError("steps, eval_every and batch_size must be positive")
 
 
 @dataclasses.dataclass

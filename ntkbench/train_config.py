@@ -1,0 +1,35 @@
+"""Training hyperparameters (kept free of jax so that reading them is cheap)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    schedule: str = "cosine"
+    batch_size: int = 128
+    steps: int = 2000
+    eval_every: int = 100
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), _TYPES[field.type]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"{field.name} must be {_NAMES[field.type]}, got {value!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.steps < 1 or self.eval_every < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("steps, eval_every, batch_size and learning_rate must be positive")
+
+
+_TYPES = {"str": str, "float": (int, float), "int": int}
+_NAMES = {"str": "a string", "float": "a number", "int": "an integer"}

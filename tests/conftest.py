@@ -1,0 +1,91 @@
+"""Fixtures shared by the unit and plugin tests.
+
+Every test runs with ``NTKBENCH_CACHE_DIR`` pointing at its own temporary directory, so the
+user's cache is never read or written. Everything is sized to run in seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+
+import pytest
+
+from ntkbench.storage import CACHE_ENV
+
+# Tier overrides that shrink the smoke tier to a couple of seconds per experiment.
+TINY_SETTINGS = ("n_grid=(8,16,32)", "n_val=16", "n_test=32", "seeds=(0,1)", "steps=20",
+                 "eval_every=10", "bootstrap_reps=20", "mlp.width=16")
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """This test's own ntkbench cache directory (``$NTKBENCH_CACHE_DIR``)."""
+    path = tmp_path / "ntkbench-cache"
+    monkeypatch.setenv(CACHE_ENV, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def use_cache_dir():
+    """A context manager pointing ``$NTKBENCH_CACHE_DIR`` at a directory, for fixtures wider
+    than a test (where the function-scoped ``monkeypatch`` is not available)."""
+
+    @contextlib.contextmanager
+    def use(path):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(CACHE_ENV, str(path))
+            yield path
+
+    return use
+
+
+@pytest.fixture(scope="session")
+def tiny_settings() -> tuple[str, ...]:
+    """``KEY=VALUE`` overrides of the smoke tier for tests (see TINY_SETTINGS)."""
+    return TINY_SETTINGS
+
+
+@pytest.fixture(scope="session")
+def tiny_tier():
+    """The smoke tier, shrunk to two seeds, three tiny sample sizes and a narrow MLP."""
+    from ntkbench.tiers import get_tier
+
+    return get_tier("smoke").with_overrides(list(TINY_SETTINGS))
+
+
+@pytest.fixture(scope="session")
+def make_spec():
+    """``make_spec(kind="nn", **changes)``: a tiny MLP-on-MNIST-1D ExperimentSpec."""
+    from ntkbench.experiments import ExperimentSpec
+    from ntkbench.train import TrainConfig
+
+    base = ExperimentSpec(kind="nn", arch="mlp", dataset="mnist1d", n_grid=(8, 16), n_val=8,
+                          n_test=16, seeds=(0, 1), arch_kwargs=(("width", 8),),
+                          train=TrainConfig(steps=4, eval_every=2))
+
+    def make(kind: str = "nn", **changes):
+        if kind != "nn":
+            changes.setdefault("train", None)
+        return dataclasses.replace(base, kind=kind, **changes)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_tier, tmp_path_factory, use_cache_dir):
+    """C1's MLP-on-MNIST-1D cases, run once per session on the tiny tier.
+
+    ``rows``: the leaderboard row of each metric; ``cache``: the ExperimentCache that
+    computed their two experiments (``cache.root`` is a warm cache for plugin runs with
+    ``tiny_settings``, whose experiment specs are the same).
+    """
+    from ntkbench.cache import ExperimentCache
+    from ntkbench.cases import cases_for, run_case
+
+    with use_cache_dir(tmp_path_factory.mktemp("tiny-run")) as root:
+        cache = ExperimentCache(root / "experiments")
+        rows = {case.metric: run_case(case, tiny_tier, cache)
+                for case in cases_for("C1", ["mlp"], ["mnist1d"])}
+    return types.SimpleNamespace(rows=rows, cache=cache)

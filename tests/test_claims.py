@@ -1,0 +1,65 @@
+"""Claim verdicts as pure functions of hand-built fits."""
+
+import pytest
+
+from ntkbench.claims import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, ScalingClaim, evaluate_scaling,
+                             get_claim, scaling_verdict)
+from ntkbench.fit import PairedFit
+
+MARGIN = 0.05
+
+
+@pytest.mark.parametrize("gap_ci, verdict", [
+    pytest.param((0.10, 0.30), HOLDS, id="above"),
+    pytest.param((0.051, 0.06), HOLDS, id="just-above"),
+    pytest.param((-0.30, -0.10), DOES_NOT_HOLD, id="below"),
+    pytest.param((0.00, 0.049), DOES_NOT_HOLD, id="positive-but-below-margin"),
+    pytest.param((0.00, 0.10), INCONCLUSIVE, id="straddling"),
+    pytest.param((-1.00, 1.00), INCONCLUSIVE, id="wide"),
+    pytest.param((MARGIN, 0.30), INCONCLUSIVE, id="low-end-on-margin"),  # touching δ is not clearing it
+    pytest.param((-0.30, MARGIN), INCONCLUSIVE, id="high-end-on-margin"),
+])
+def test_scaling_verdict(gap_ci, verdict):
+    assert scaling_verdict(gap_ci, MARGIN) == verdict
+
+
+def paired_fit(gap_ci) -> PairedFit:
+    return PairedFit(alpha_a=0.6, alpha_a_ci=(0.5, 0.7), alpha_b=0.3, alpha_b_ci=(0.2, 0.4),
+                     gap=sum(gap_ci) / 2, gap_ci=gap_ci, window=(128, 2048), method="auto", points=5)
+
+
+@pytest.mark.parametrize("gap_ci, verdict", [
+    ((0.2, 0.4), HOLDS), ((-0.4, -0.2), DOES_NOT_HOLD), ((-0.1, 0.3), INCONCLUSIVE)], ids=str)
+def test_evaluate_scaling_reports_every_number_and_the_verdict(gap_ci, verdict):
+    claim = ScalingClaim("X", "a beats b", a="nn", b="entk_init", margin=MARGIN)
+    fit = paired_fit(gap_ci)
+    assert evaluate_scaling(claim, fit) == {
+        "verdict": verdict, "expected": HOLDS, "margin": MARGIN,
+        "curve_a": "NN", "curve_b": "eNTK(init)",
+        "alpha_a": 0.6, "alpha_a_lo": 0.5, "alpha_a_hi": 0.7,
+        "alpha_b": 0.3, "alpha_b_lo": 0.2, "alpha_b_hi": 0.4,
+        "gap": fit.gap, "gap_lo": gap_ci[0], "gap_hi": gap_ci[1],
+        "window_lo": 128, "window_hi": 2048, "method": "auto", "points": 5,
+    }
+
+
+def test_evaluate_scaling_uses_the_claims_margin():
+    fit = paired_fit((0.1, 0.3))
+    strict = ScalingClaim("X", "strict", a="nn", b="entk_init", margin=0.2)
+    assert evaluate_scaling(strict, fit)["verdict"] == INCONCLUSIVE
+
+
+def test_unknown_curve_kind_is_named_as_is():
+    claim = ScalingClaim("X", "custom", a="nn", b="my_kernel")
+    assert evaluate_scaling(claim, paired_fit((0.1, 0.3)))["curve_b"] == "my_kernel"
+
+
+def test_c1_compares_the_network_with_its_initial_entk():
+    claim = get_claim("C1")
+    assert (claim.a, claim.b, claim.expected) == ("nn", "entk_init", HOLDS)
+    assert set(claim.metrics) == {"test_mse", "test_error"}
+
+
+def test_unknown_claim_is_rejected_with_the_known_ids():
+    with pytest.raises(ValueError, match=r"unknown claim 'C9'; known: .*C1"):
+        get_claim("C9")

@@ -1,0 +1,171 @@
+"""The pytest plugin end to end, through pytester: options, failures, leaderboard, xdist, cache.
+
+Each test runs pytest on a one-test benchmark module shaped like
+``benchmarks/test_c1_entk_init.py``, on a tiny tier and the MLP only. The runs share the
+experiment cache of the session's ``tiny_run`` (the same cases, computed with the same
+settings), so they load the experiments rather than train. Runs are in-process unless they
+need a fresh interpreter (xdist, import checks).
+"""
+
+import re
+
+import pytest
+
+# Imported before the in-process runs, which drop the modules they import when they end;
+# ntkbench.cases also registers the built-in architectures named below.
+import ntkbench.cases  # noqa: F401
+import ntkbench.plugin  # noqa: F401
+from ntkbench.registry import ARCHITECTURES
+from ntkbench.report import format_leaderboard, leaderboard_frame
+
+BENCHMARK = """
+import pytest
+
+
+@pytest.mark.ntkbench_claim("C1")
+def test_c1(ntkbench_case, ntkbench_evaluate):
+    ntkbench_evaluate(ntkbench_case)
+"""
+MLP_KEYS = [("C1", "mlp/mnist1d", "test_error"), ("C1", "mlp/mnist1d", "test_mse")]
+VERDICTS = {"holds", "does not hold", "inconclusive"}
+
+
+@pytest.fixture
+def warm_cache(tiny_run):
+    """The experiment cache directory of the session's tiny run."""
+    return tiny_run.cache.root
+
+
+@pytest.fixture
+def run(pytester, tiny_settings, warm_cache):
+    """``run(*args, subprocess=False)``: pytest on the benchmark module, tiny tier, warm cache."""
+    pytester.makepyfile(test_c1=BENCHMARK)
+    options = ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
+               *(f"--ntkbench-set={setting}" for setting in tiny_settings)]
+
+    def run_pytest(*args, subprocess=False):
+        runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest_inprocess
+        return runner(*options, f"--ntkbench-cache-dir={warm_cache}", *args)
+
+    return run_pytest
+
+
+def leaderboard_section(result) -> list[str]:
+    """The lines from the leaderboard's title up to the next ``=`` separator."""
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if "ntkbench leaderboard (tier: smoke)" in line)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines))
+    return lines[start:end]
+
+
+def table_rows(lines: list[str]) -> dict[tuple, list[str]]:
+    """Leaderboard table rows by (claim, case, metric): the cells, without the source column."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| C1")]
+    return {tuple(cells[:3]): cells[:-1] for cells in rows}
+
+
+def leaderboard_rows(result) -> dict[tuple, list[str]]:
+    return table_rows(leaderboard_section(result))
+
+
+def source_statuses(result) -> list[str]:
+    return re.findall(r"\b(cached|computed)\b", "\n".join(leaderboard_section(result)))
+
+
+def failure_bodies(result) -> dict[str, list[str]]:
+    """The text of each failure in the FAILURES section (captured output left out), by test id."""
+    bodies, current = {}, None
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ FAILURES =+", line))
+    for line in lines[start + 1:]:
+        header = re.fullmatch(r"_{3,} (\S+) _{3,}", line)
+        if header:
+            current = bodies.setdefault(header.group(1), [])
+        elif line.startswith("=") or re.match(r"-+ Captured", line):
+            current = None
+        elif current is not None and line.strip():
+            current.append(line)
+    return bodies
+
+
+def test_leaderboard_has_one_row_per_case(run, tiny_run):
+    result = run()
+    assert result.ret == 0
+    result.assert_outcomes(passed=2)
+    rows = leaderboard_rows(result)
+    assert sorted(rows) == MLP_KEYS
+    assert {cells[-1] for cells in rows.values()} <= VERDICTS
+    # The numbers are those of the same cases run in-process.
+    assert rows == table_rows(format_leaderboard(leaderboard_frame(list(tiny_run.rows.values()))).splitlines())
+
+
+def test_second_run_loads_the_experiments_from_the_cache(run, warm_cache):
+    """The cache holds the experiments an earlier session computed: they are not recomputed."""
+    stored = {path: path.stat().st_mtime_ns for path in warm_cache.glob("*.json")}
+    assert sorted(path.name.split("-")[0] for path in stored) == ["entk_init", "nn"]
+    result = run()
+    assert result.ret == 0
+    assert set(source_statuses(result)) == {"cached"}
+    assert {path: path.stat().st_mtime_ns for path in warm_cache.glob("*.json")} == stored
+
+
+def test_xdist_prints_the_same_leaderboard_as_a_serial_run(run):
+    serial, parallel = run("-n", "0"), run("-n", "2", subprocess=True)
+    parallel.assert_outcomes(passed=2)
+    assert "2 workers" in parallel.stdout.str()
+    assert leaderboard_rows(parallel) == leaderboard_rows(serial)
+    assert sorted(leaderboard_rows(parallel)) == MLP_KEYS
+
+
+@pytest.mark.parametrize("args, failing, message, passed", [
+    pytest.param(["--ntkbench-arch=mlp,nosucharch"], ["nosucharch-mnist1d-test_error", "nosucharch-mnist1d-test_mse"],
+                 re.escape("UnknownNameError: unknown architecture 'nosucharch'; known: " + ", ".join(ARCHITECTURES.names())),
+                 2, id="unknown-architecture"),
+    pytest.param(["--ntkbench-set=learning_rate=1e6"], ["mlp-mnist1d-test_error", "mlp-mnist1d-test_mse"],
+                 r"DivergedError: training diverged by step \d+: train loss .* with adam at learning rate 1e\+06",
+                 0, id="diverged"),
+])
+def test_failing_case_fails_in_one_line_and_gets_an_error_row(run, args, failing, message, passed):
+    result = run(*args)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=passed, failed=len(failing))
+    assert "Traceback" not in result.stdout.str()
+    bodies = failure_bodies(result)
+    assert sorted(bodies) == sorted(f"test_c1[{test_id}]" for test_id in failing)
+    for body in bodies.values():
+        assert len(body) == 1 and re.fullmatch(message, body[0]), body
+    rows = leaderboard_rows(result)
+    assert len(rows) == passed + len(failing)
+    error_rows = [key for key, cells in rows.items() if cells[-1] == "error"]
+    assert len(error_rows) == len(failing)
+    assert all(cells[-1] in VERDICTS for key, cells in rows.items() if key not in error_rows)
+    assert all(re.search(message, line) for line in leaderboard_section(result) if "| error " in line)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--ntkbench-tier=bogus", "invalid choice: 'bogus'"),
+    ("--ntkbench-set=nosuchkey=1", "ERROR: ntkbench: unknown override 'nosuchkey'; known: "),
+    ("--ntkbench-set=learning_rate", "ERROR: ntkbench: override 'learning_rate' is not KEY=VALUE"),
+    ("--ntkbench-set=optimizer=rmsprop", "ERROR: ntkbench: unknown optimizer 'rmsprop'"),
+    ("--ntkbench-set=steps=abc", "ERROR: ntkbench: .*steps"),
+], ids=["bogus-tier", "unknown-key", "no-equals-sign", "unknown-optimizer", "non-integer-steps"])
+def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
+    pytester.makepyfile(test_c1=BENCHMARK)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if re.search(message, line)]
+    assert len(errors) == 1, result.errlines
+    assert "INTERNALERROR" not in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
+def test_plugin_does_not_import_jax_until_a_case_runs(pytester):
+    """As plugin.py's docstring promises: ntkbench is a pytest11 plugin, so it loads in every
+    pytest run of its environment, which must not pay for (or be changed by) importing jax."""
+    pytester.makepyfile(test_plain="""
+        import sys
+
+        def test_jax_is_not_imported():
+            assert "jax" not in sys.modules
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

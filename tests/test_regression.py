@@ -1,0 +1,113 @@
+"""ntkbench.regression: kernel ridge regression with offsets and a validation-chosen ridge."""
+
+import numpy as np
+import pytest
+
+from ntkbench.regression import (
+    DEFAULT_RIDGE_GRID,
+    IllConditionedKernelError,
+    closed_form_predictions,
+    error_rate,
+    fit_ridge,
+    mse,
+)
+
+
+def linear_problem(seed=0, n_train=40, n_val=200, n_test=10, dim=30, outputs=3, noise=0.3,
+                   signal=1.0, offset_scale=0.0):
+    """Linear kernel K = X Xᵀ on Gaussian inputs; targets signal·X w + noise; offsets f0."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val + n_test
+    x = rng.normal(size=(n, dim))
+    y = signal * x @ rng.normal(size=(dim, outputs)) / np.sqrt(dim) + noise * rng.normal(size=(n, outputs))
+    f0 = offset_scale * rng.normal(size=(n, outputs))
+    parts = np.split(np.arange(n), [n_train, n_train + n_val])
+    return x @ x.T, y, f0, parts
+
+
+def fit(kernel, y, f0, parts, **kwargs):
+    train, val, test = parts
+    return fit_ridge(kernel[np.ix_(train, train)], kernel[np.ix_(val, train)], kernel[np.ix_(test, train)],
+                     y[train], y[val], f0[train], f0[val], f0[test], **kwargs)
+
+
+def closed_form(kernel, y, f0, parts, ridge, at):
+    """Reference predictions at the ``at`` split (1: val, 2: test) for relative ridge ``ridge``."""
+    train, points = parts[0], parts[at]
+    k_train = kernel[np.ix_(train, train)]
+    lam = ridge * np.mean(np.linalg.eigvalsh(k_train))
+    return closed_form_predictions(k_train, kernel[np.ix_(points, train)], y[train] - f0[train], f0[points], lam)
+
+
+def test_predictions_equal_closed_form_on_random_psd_kernel():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(30, 50))
+    kernel = features @ features.T  # full rank: 30 points, 50 features
+    y, f0 = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
+    parts = np.split(np.arange(30), [15, 23])
+    result = fit(kernel, y, f0, parts)
+    expected = closed_form(kernel, y, f0, parts, result.ridge, at=2)
+    np.testing.assert_allclose(result.test_predictions, expected, rtol=1e-8, atol=1e-10)
+    val_mse = mse(closed_form(kernel, y, f0, parts, result.ridge, at=1), y[parts[1]])
+    assert result.val_mse == pytest.approx(val_mse, rel=1e-8)
+
+
+def test_offsets_enter_predictions():
+    """A constant shift of the offsets and targets shifts the predictions by the same amount."""
+    kernel, y, f0, parts = linear_problem(offset_scale=0.5)
+    base, shifted = fit(kernel, y, f0, parts), fit(kernel, y + 2.0, f0 + 2.0, parts)
+    assert shifted.ridge == base.ridge
+    np.testing.assert_allclose(shifted.test_predictions, base.test_predictions + 2.0, rtol=1e-9)
+
+
+def test_selects_the_ridge_with_lowest_validation_mse():
+    kernel, y, f0, parts = linear_problem(offset_scale=0.1)
+    val_mses = [mse(closed_form(kernel, y, f0, parts, r, at=1), y[parts[1]]) for r in DEFAULT_RIDGE_GRID]
+    best = int(np.argmin(val_mses))
+    assert 0 < best < len(DEFAULT_RIDGE_GRID) - 1  # the design has an interior optimum
+    assert sorted(val_mses)[1] > 1.01 * val_mses[best]  # ... that is clearly the best
+    result = fit(kernel, y, f0, parts)
+    assert result.ridge == DEFAULT_RIDGE_GRID[best]
+    assert result.val_mse == pytest.approx(val_mses[best], rel=1e-8)
+
+
+@pytest.mark.parametrize(("signal", "noise", "expected"), [
+    (1.0, 0.0, min(DEFAULT_RIDGE_GRID)),  # noise-free linear targets: interpolate
+    (0.0, 1.0, max(DEFAULT_RIDGE_GRID)),  # pure noise: shrink to the offset
+])
+def test_ridge_extremes(signal, noise, expected):
+    kernel, y, f0, parts = linear_problem(signal=signal, noise=noise)
+    assert fit(kernel, y, f0, parts).ridge == expected
+
+
+def test_custom_ridge_grid():
+    kernel, y, f0, parts = linear_problem(noise=0.0)
+    assert fit(kernel, y, f0, parts, ridge_grid=(0.5, 0.01, 3.0)).ridge == 0.01
+
+
+@pytest.mark.parametrize("kernel", [
+    np.full((4, 4), np.nan),
+    np.diag([1.0, 2.0, np.nan, 1.0]),
+    np.diag([1.0, np.inf, 1.0, 1.0]),
+    np.zeros((4, 4)),
+    -np.eye(4),
+], ids=["nan", "one-nan", "inf", "zero", "negative-definite"])
+def test_ill_conditioned_kernel(kernel):
+    y, f0 = np.ones((4, 2)), np.zeros((4, 2))
+    parts = [np.arange(4)] * 3
+    with pytest.raises(IllConditionedKernelError):
+        fit(kernel, y, f0, parts)
+
+
+def test_mse_sums_outputs_and_averages_samples():
+    predictions = np.array([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]])
+    targets = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    assert mse(predictions, targets) == pytest.approx((1 + 4 + 1 + 4) / 3)
+    assert mse(targets, targets) == 0.0
+
+
+def test_error_rate_uses_argmax():
+    predictions = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [-1.0, -2.0, -0.5]])
+    assert error_rate(predictions, np.array([1, 0, 2, 2])) == 0.0
+    assert error_rate(predictions, np.array([1, 1, 0, 2])) == 0.5
+    assert error_rate(predictions, np.array([0, 2, 1, 0])) == 1.0

@@ -1,0 +1,99 @@
+"""The leaderboard: a deterministic row order and a readable terminal table."""
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from ntkbench.cases import Case, base_row, error_row
+from ntkbench.claims import evaluate_scaling, get_claim
+from ntkbench.fit import PairedFit
+from ntkbench.report import format_leaderboard, leaderboard_frame
+from ntkbench.tiers import get_tier
+
+TIER = get_tier("smoke")
+SOURCE = "nn:mlp/mnist1d@0123456789 (computed, 3s) /cache/nn-0123456789.json"
+
+
+def result_row(arch: str, metric: str, gap_ci=(0.1, 0.3)) -> dict:
+    fit = PairedFit(alpha_a=0.61, alpha_a_ci=(0.52, 0.7), alpha_b=0.4, alpha_b_ci=(0.35, 0.45),
+                    gap=0.21, gap_ci=gap_ci, window=(128, 2048), method="auto", points=5)
+    case = Case("C1", arch, "mnist1d", metric)
+    return {**base_row(case, TIER), **evaluate_scaling(get_claim("C1"), fit),
+            "sources": SOURCE, "error": ""}
+
+
+def failed_row(arch: str, metric: str) -> dict:
+    return error_row(Case("C1", arch, "mnist1d", metric), TIER,
+                     f"UnknownNameError: unknown architecture '{arch}'; known: cnn1d, mlp")
+
+
+ROWS = [result_row("mlp", "test_mse"), result_row("mlp", "test_error", gap_ci=(-0.3, -0.1)),
+        result_row("cnn1d", "test_mse", gap_ci=(-0.1, 0.2)), failed_row("zzz", "test_mse")]
+SORTED_KEYS = [("C1", "cnn1d/mnist1d", "test_mse"), ("C1", "mlp/mnist1d", "test_error"),
+               ("C1", "mlp/mnist1d", "test_mse"), ("C1", "zzz/mnist1d", "test_mse")]
+
+
+def keys(frame: pd.DataFrame) -> list[tuple]:
+    return list(zip(frame["claim"], frame["case"], frame["metric"]))
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(ROWS)))),
+                         ids=lambda order: "".join(map(str, order)))
+def test_row_order_and_table_do_not_depend_on_input_order(order):
+    frame = leaderboard_frame([ROWS[i] for i in order])
+    assert keys(frame) == SORTED_KEYS
+    assert list(frame.index) == list(range(len(ROWS)))
+    assert format_leaderboard(frame) == format_leaderboard(leaderboard_frame(ROWS))
+
+
+def table_lines() -> dict[tuple, str]:
+    """The formatted table's data lines, by (case, metric)."""
+    lines = format_leaderboard(leaderboard_frame(ROWS)).splitlines()
+    return {tuple(cell.strip() for cell in line.split("|")[2:4]): line
+            for line in lines[2:] if line.startswith("|")}
+
+
+def test_table_has_a_header_and_one_line_per_row():
+    lines = [line for line in format_leaderboard(leaderboard_frame(ROWS)).splitlines() if line.startswith("|")]
+    assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
+        "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap [CI]", "δ", "window", "verdict", "source"]
+    assert len(lines) == 2 + len(ROWS)
+
+
+def test_sources_are_named_once_and_cited_by_every_row_using_them():
+    text = format_leaderboard(leaderboard_frame(ROWS))
+    assert text.count(SOURCE) == 1
+    mark = next(line for line in text.splitlines() if line.endswith(SOURCE))[: -len(SOURCE)].strip()
+    assert mark
+    for _, case, metric in SORTED_KEYS[:3]:
+        assert table_lines()[case, metric].split("|")[-2].strip() == mark
+
+
+@pytest.mark.parametrize("case, metric, expected", [
+    ("mlp/mnist1d", "test_mse", ["NN 0.610 [0.520, 0.700]", "eNTK(init) 0.400 [0.350, 0.450]",
+                                 "0.210 [0.100, 0.300]", "| 0.05 ", "128–2048 auto (5 pts)", "| holds "]),
+    ("mlp/mnist1d", "test_error", ["0.210 [-0.300, -0.100]", "| does not hold "]),
+    ("cnn1d/mnist1d", "test_mse", ["0.210 [-0.100, 0.200]", "| inconclusive "]),
+    ("zzz/mnist1d", "test_mse", ["| error ", "UnknownNameError: unknown architecture 'zzz'; known: cnn1d, mlp"]),
+], ids=["holds", "does-not-hold", "inconclusive", "error"])
+def test_table_shows_cis_window_verdict_and_errors(case, metric, expected):
+    line = table_lines()[case, metric]
+    for text in expected:
+        assert text in line
+
+
+def test_error_row_has_placeholders_instead_of_numbers():
+    cells = [cell.strip() for cell in table_lines()["zzz/mnist1d", "test_mse"].split("|")[4:9]]
+    assert cells == ["—"] * 5
+
+
+def test_missing_exponent_is_shown_as_a_dash():
+    row = {**result_row("mlp", "test_mse"), "alpha_b": float("nan")}
+    assert "eNTK(init) —" in format_leaderboard(leaderboard_frame([row]))
+
+
+def test_no_rows():
+    frame = leaderboard_frame([])
+    assert frame.empty
+    assert format_leaderboard(frame) == "no ntkbench results"
