@@ -66,7 +66,7 @@ class ExperimentCache:
         if partial.get("key") != spec.key:
             partial = {"key": spec.key, "records": [], "elapsed_s": 0.0}
         done = {r["seed"] for r in partial["records"]}
-        context = Context(spec)
+        context = Context(spec, self)
         for seed in spec.seeds:
             if seed in done:
                 continue
@@ -80,6 +80,29 @@ class ExperimentCache:
         partial_path.unlink(missing_ok=True)
         self.computed.append(spec.key)
         return ExperimentResult(spec, pd.DataFrame(stored["records"]), path, stored["elapsed_s"], False)
+
+
+    def _params_path(self, spec: ExperimentSpec, name: str) -> Path:
+        return self.root / "params" / f"{spec.kind}-{spec.key[:20]}" / f"{name}.msgpack"
+
+    def save_params(self, spec: ExperimentSpec, name: str, params) -> None:
+        """Store parameters produced by an experiment (atomically, as flax msgpack)."""
+        from flax import serialization
+
+        atomic_write_bytes(self._params_path(spec, name), serialization.to_bytes(params))
+
+    def load_params(self, spec: ExperimentSpec, name: str, template):
+        """Stored parameters shaped like ``template``, or None when absent or unreadable."""
+        from flax import serialization
+
+        path = self._params_path(spec, name)
+        try:
+            return serialization.from_bytes(template, path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            warnings.warn(f"ignoring unreadable parameter file {path}: {exc}", stacklevel=2)
+            return None
 
 
 def _read(path: Path) -> dict | None:

@@ -24,35 +24,48 @@ class Case:
     arch: str
     dataset: str
     metric: str
+    variant: tuple[tuple[str, object], ...] = ()  # spec fields a swept claim sets, e.g. n0
 
     @property
     def id(self) -> str:
-        return f"{self.arch}-{self.dataset}-{self.metric}"
+        return "-".join([self.arch, self.dataset, self.metric, *(f"{k}={v}" for k, v in self.variant)])
+
+    @property
+    def label(self) -> str:
+        return " ".join([f"{self.arch}/{self.dataset}", *(f"{k}={v}" for k, v in self.variant)])
 
 
-def cases_for(claim_id: str, archs=None, datasets=None) -> list[Case]:
-    """Every (architecture, dataset, metric) case of a claim; defaults: all registered
-    architectures and the claim's datasets. Unknown names still make cases: they fail
-    when run, with an error that lists the known names."""
+def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None) -> list[Case]:
+    """Every (architecture, dataset, metric[, swept value]) case of a claim; defaults: all
+    registered architectures and the claim's datasets. Unknown names still make cases: they
+    fail when run, with an error that lists the known names."""
     claim = get_claim(claim_id)
     archs = archs or ARCHITECTURES.names()
     datasets = datasets or claim.datasets
-    return [Case(claim.id, a, d, m) for a, d, m in itertools.product(archs, datasets, claim.metrics)]
+    variants = [()]
+    if claim.sweep is not None:
+        field, tier_field = claim.sweep
+        variants = [((field, value),) for value in getattr(tier, tier_field)] if tier else []
+    return [Case(claim.id, a, d, m, v)
+            for a, d, m, v in itertools.product(archs, datasets, claim.metrics, variants)]
 
 
-def experiment_spec(kind: str, case: Case, tier: Tier) -> ExperimentSpec:
+def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
+    """The experiment of ``kind`` a case needs; ``swept``: apply the case's variant."""
+    trains = kind in ("nn", "entk_after")
     return ExperimentSpec(
         kind=kind, arch=case.arch, dataset=case.dataset, n_grid=tier.n_grid, n_val=tier.n_val,
         n_test=tier.n_test, seeds=tier.seeds,
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
-        train=tier.train if kind == "nn" else None)
+        train=tier.train if trains else None, **dict(case.variant if swept else ()))
 
 
 def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
     claim = get_claim(case.claim)
     ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
-    results = {kind: cache.get(experiment_spec(kind, case, tier)) for kind in (claim.a, claim.b)}
+    results = {claim.a: cache.get(experiment_spec(claim.a, case, tier)),
+               claim.b: cache.get(experiment_spec(claim.b, case, tier, swept=True))}
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
@@ -63,9 +76,10 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
 
 
 def base_row(case: Case, tier: Tier) -> dict:
-    return {"claim": case.claim, "case": f"{case.arch}/{case.dataset}", "metric": case.metric,
+    return {"claim": case.claim, "case": case.label, "metric": case.metric,
             "tier": tier.name}
 
 
-def error_row(case: Case, tier: Tier, message: str) -> dict:
-    return {**base_row(case, tier), "verdict": ERROR, "error": message}
+def error_row(case: Case, tier: Tier, message: str, verdict: str = ERROR) -> dict:
+    """A row without numbers: an error, or a case that is not applicable."""
+    return {**base_row(case, tier), "verdict": verdict, "error": message}

@@ -12,9 +12,10 @@ import dataclasses
 
 from ntkbench.fit import PairedFit
 
-HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, ERROR = "holds", "does not hold", "inconclusive", "error"
+HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+ERROR, NOT_APPLICABLE = "error", "not applicable"
 METRICS = ("test_mse", "test_error")
-CURVE_NAMES = {"nn": "NN", "entk_init": "eNTK(init)"}
+CURVE_NAMES = {"nn": "NN", "entk_init": "eNTK(init)", "ntk_inf": "NTK(∞)", "entk_after": "eNTK(after)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ScalingClaim:
     metrics: tuple[str, ...] = METRICS
     expected: str = HOLDS  # what the paper reports
     datasets: tuple[str, ...] = ("mnist1d",)  # default datasets of its cases
+    sweep: tuple[str, str] | None = None  # (spec field, tier field): one case per tier value
 
 
 CLAIMS: dict[str, ScalingClaim] = {}
@@ -41,6 +43,11 @@ def register_claim(claim: ScalingClaim) -> ScalingClaim:
 
 register_claim(ScalingClaim(
     "C1", "trained network scales better than its eNTK at initialisation", a="nn", b="entk_init"))
+register_claim(ScalingClaim(
+    "C1'", "trained network scales better than its infinite-width NTK", a="nn", b="ntk_inf"))
+register_claim(ScalingClaim(
+    "C2", "an eNTK pre-trained on n0 samples still scales worse than the network",
+    a="nn", b="entk_after", sweep=("n0", "after_n0")))
 
 
 def get_claim(claim_id: str) -> ScalingClaim:

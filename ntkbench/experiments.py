@@ -19,13 +19,18 @@ import jax
 import numpy as np
 
 from ntkbench.data import load_dataset
-from ntkbench.kernels import entk_gram
+from ntkbench.kernels import entk_gram, infinite_ntk_gram
 from ntkbench.models import build_model
+from ntkbench.registry import ARCHITECTURES
 from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, mse
 from ntkbench.train import init_params, train
 from ntkbench.train_config import TrainConfig
 
 SCHEMA_VERSION = 1
+
+
+class NotApplicableError(Exception):
+    """The experiment does not exist for this case (e.g. an architecture without a twin)."""
 KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
 
 
@@ -43,12 +48,21 @@ class ExperimentSpec:
     data_seed: int = 0
     train: TrainConfig | None = None  # only for experiments that train
     ridge_grid: tuple[float, ...] = DEFAULT_RIDGE_GRID
+    n0: int | None = None  # training size of the network whose trained eNTK is used
 
     def __post_init__(self):
         if self.kind not in RUNNERS:
             raise ValueError(f"unknown experiment kind {self.kind!r}; known: {', '.join(RUNNERS)}")
         if not self.n_grid or list(self.n_grid) != sorted(set(self.n_grid)) or min(self.n_grid) < 1:
             raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
+        if (self.kind == "entk_after") != (self.n0 is not None and self.train is not None):
+            raise ValueError("n0 and train are required by, and only by, entk_after experiments")
+        if self.n0 is not None and self.n0 not in self.n_grid:
+            raise ValueError(f"n0={self.n0} must be one of n_grid {self.n_grid}")
+
+    def network(self) -> "ExperimentSpec":
+        """The spec of the network-training experiment with this one's data and model."""
+        return dataclasses.replace(self, kind="nn", n0=None)
 
     @property
     def n_max(self) -> int:
@@ -81,9 +95,11 @@ def package_versions() -> dict[str, str]:
 
 @dataclasses.dataclass
 class Context:
-    """What every seed of an experiment shares: the data and the model."""
+    """What every seed of an experiment shares: the data, the model, and the cache that
+    holds the experiments it depends on and their stored parameters."""
 
     spec: ExperimentSpec
+    cache: object = None  # an ExperimentCache; None computes without storing parameters
 
     @functools.cached_property
     def splits(self):
@@ -94,6 +110,16 @@ class Context:
     def model(self):
         return build_model(self.spec.arch, self.splits.num_outputs, **dict(self.spec.arch_kwargs))
 
+    @functools.cached_property
+    def infinite_ntk_curve(self) -> list[dict]:
+        twin = ARCHITECTURES.get(self.spec.arch).twin
+        if twin is None:
+            raise NotApplicableError(f"architecture {self.spec.arch!r} has no stax twin")
+        d = self.splits
+        x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
+        gram = infinite_ntk_gram(twin(d.num_outputs, **dict(self.spec.arch_kwargs)), x_all)
+        return kernel_curve(self, gram, np.zeros((len(x_all), d.num_outputs)), seed=-1)
+
 
 def _evaluate(predictions: np.ndarray, splits) -> dict:
     return {"test_mse": mse(predictions, splits.targets_test),
@@ -103,15 +129,36 @@ def _evaluate(predictions: np.ndarray, splits) -> dict:
 def run_nn_seed(ctx: Context, seed: int) -> list[dict]:
     """Train from the seed's initialisation on each nested prefix of the training set."""
     spec, d, model = ctx.spec, ctx.splits, ctx.model
-    params0 = init_params(model, seed, d.x_train)
     records = []
     for n in spec.n_grid:
-        result = train(model, params0, seed, d.x_train[:n], d.targets_train[:n], d.x_val, d.targets_val,
-                       spec.train, description=f"{spec.arch} seed {seed} n={n}")
+        result = _train_at(ctx, seed, n)
         predictions = np.asarray(model.apply(result.params, d.x_test), dtype=np.float64)
         records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
                         "best_step": result.best_step, "final_train_mse": result.history[-1]["train_loss"]})
     return records
+
+
+def _train_at(ctx: Context, seed: int, n: int):
+    """Train on the first n points from the seed's initialisation; store the parameters."""
+    spec, d, model = ctx.spec, ctx.splits, ctx.model
+    params0 = init_params(model, seed, d.x_train)
+    result = train(model, params0, seed, d.x_train[:n], d.targets_train[:n], d.x_val, d.targets_val,
+                   spec.train, description=f"{spec.arch} seed {seed} n={n}")
+    if ctx.cache is not None:
+        ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
+    return result
+
+
+def trained_params(ctx: Context, seed: int, n: int):
+    """The network's parameters after training on n points: stored by its experiment
+    (computed first if needed), or trained again when the store does not have them."""
+    template = init_params(ctx.model, seed, ctx.splits.x_train)
+    if ctx.cache is not None:
+        ctx.cache.get(ctx.spec.network())
+        stored = ctx.cache.load_params(ctx.spec.network(), f"seed{seed}-n{n}", template)
+        if stored is not None:
+            return stored
+    return _train_at(ctx, seed, n).params
 
 
 def kernel_curve(ctx: Context, gram: np.ndarray, f0: np.ndarray, seed: int) -> list[dict]:
@@ -133,17 +180,37 @@ def kernel_curve(ctx: Context, gram: np.ndarray, f0: np.ndarray, seed: int) -> l
     return records
 
 
+def entk_curve(ctx: Context, params, seed: int) -> list[dict]:
+    """Kernel regression with the eNTK at ``params``, offset by the network's output there."""
+    d, model = ctx.splits, ctx.model
+    x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
+    gram = entk_gram(model, params, x_all, description=f"eNTK {ctx.spec.arch} seed {seed}")
+    f0 = np.asarray(jax.jit(model.apply)(params, x_all), dtype=np.float64)
+    return kernel_curve(ctx, gram, f0, seed)
+
+
 def run_entk_init_seed(ctx: Context, seed: int) -> list[dict]:
     """Kernel regression with the eNTK at the seed's initialisation (same init as the NN)."""
-    d, model = ctx.splits, ctx.model
-    params0 = init_params(model, seed, d.x_train)
-    x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
-    gram = entk_gram(model, params0, x_all, description=f"eNTK {ctx.spec.arch} seed {seed}")
-    f0 = np.asarray(jax.jit(model.apply)(params0, x_all), dtype=np.float64)
-    return kernel_curve(ctx, gram, f0, seed)
+    return entk_curve(ctx, init_params(ctx.model, seed, ctx.splits.x_train), seed)
+
+
+def run_entk_after_seed(ctx: Context, seed: int) -> list[dict]:
+    """Kernel regression with the eNTK of the network trained on the first n0 points (the
+    "after kernel"). Training sets are nested prefixes, so for n ≥ n0 the kernel's training
+    set contains the n0 points it was pre-trained on, as in Vyas et al."""
+    return entk_curve(ctx, trained_params(ctx, seed, ctx.spec.n0), seed)
+
+
+def run_ntk_inf_seed(ctx: Context, seed: int) -> list[dict]:
+    """Kernel regression with the twin's analytic infinite-width NTK (no offset: the
+    infinite-width network's mean output is 0). Seed-independent: computed once per
+    experiment and repeated for each seed so the curve pairs with the network's."""
+    return [{**record, "seed": seed} for record in ctx.infinite_ntk_curve]
 
 
 RUNNERS: dict[str, Callable[[Context, int], list[dict]]] = {
     "nn": run_nn_seed,
     "entk_init": run_entk_init_seed,
+    "ntk_inf": run_ntk_inf_seed,
+    "entk_after": run_entk_after_seed,
 }

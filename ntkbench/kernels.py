@@ -112,3 +112,20 @@ class _block_fn:
 
 def num_blocks(n: int, block_size: int) -> int:
     return math.ceil(n / block_size)
+
+
+def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,
+                      batch_size: int = 256) -> np.ndarray:
+    """Analytic infinite-width NTK of a stax twin (one output), in blocks via ``nt.batch``."""
+    from ntkbench.nt_compat import nt
+
+    x1 = twin.prepare(np.asarray(x1))
+    x2 = x1 if x2 is None else twin.prepare(np.asarray(x2))
+    size = _divisor_at_most(math.gcd(len(x1), len(x2)), batch_size)
+    kernel_fn = nt.batch(twin.kernel_fn, batch_size=size, store_on_device=False)
+    return np.asarray(kernel_fn(x1, x2, "ntk"), dtype=np.float64)
+
+
+def _divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of n not above limit (nt.batch needs batches that divide n)."""
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)

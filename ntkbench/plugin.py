@@ -59,7 +59,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     config = metafunc.config
     cases = cases_for(marker.args[0], _names(config.getoption("ntkbench_arch")),
-                      _names(config.getoption("ntkbench_dataset")))
+                      _names(config.getoption("ntkbench_dataset")), config.stash[SETTINGS_KEY]["tier"])
     metafunc.parametrize("ntkbench_case", cases, ids=[c.id for c in cases])
 
 
@@ -84,15 +84,22 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
 
     def evaluate(case) -> dict:
         from ntkbench.cases import error_row, run_case
+        from ntkbench.claims import NOT_APPLICABLE
+        from ntkbench.experiments import NotApplicableError
 
+        outcome = None
         try:
-            row, message = run_case(case, ntkbench_tier, ntkbench_cache), None
+            row = run_case(case, ntkbench_tier, ntkbench_cache)
+        except NotApplicableError as exc:
+            outcome = (pytest.skip, str(exc))
+            row = error_row(case, ntkbench_tier, str(exc), NOT_APPLICABLE)
         except Exception as exc:  # every failure becomes an error row and a one-line failure
-            message = _one_line(exc)
-            row = error_row(case, ntkbench_tier, message)
+            outcome = (pytest.fail, _one_line(exc))
+            row = error_row(case, ntkbench_tier, outcome[1])
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
-        if message is not None:  # outside the except block: no chained exception report
-            pytest.fail(message, pytrace=False)
+        if outcome is not None:  # outside the except block: no chained exception report
+            end, message = outcome
+            end(message) if end is pytest.skip else end(message, pytrace=False)
         return row
 
     return evaluate

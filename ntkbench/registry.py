@@ -61,16 +61,14 @@ class Registry(Generic[T]):
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A registered network: ``build(num_outputs, **kwargs)`` returns a flax module.
-
-    ``datasets`` restricts which datasets the architecture is benchmarked on by default
-    (``None``: all whose input kind matches ``input_kind``).
-    """
+    """A registered network: ``build(num_outputs, **kwargs)`` returns a flax module; the
+    optional ``twin(num_outputs, **kwargs)`` returns its neural-tangents ``stax`` twin (same
+    layers, widths and parameterization), whose analytic kernel is the infinite-width NTK."""
 
     name: str
     build: Callable[..., Any]
     input_kind: str = "vector"
-    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    twin: Callable[..., Any] | None = None  # same signature; returns a stax (init, apply, kernel_fn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +85,13 @@ ARCHITECTURES: Registry[Architecture] = Registry("architecture")
 DATASETS: Registry[Dataset] = Registry("dataset")
 
 
-def register_architecture(name: str, input_kind: str = "vector", **defaults: Any):
-    """Decorator registering a flax-module factory ``f(num_outputs, **kwargs)``."""
+def register_architecture(name: str, input_kind: str = "vector",
+                          twin: Callable[..., Any] | None = None):
+    """Decorator registering a flax-module factory ``f(num_outputs, **kwargs)``, optionally
+    with its stax twin ``twin(num_outputs, **kwargs)``."""
 
     def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
-        ARCHITECTURES.add(name, Architecture(name, build, input_kind, dict(defaults)))
+        ARCHITECTURES.add(name, Architecture(name, build, input_kind, twin))
         return build
 
     return decorate

@@ -40,7 +40,7 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
         return " ".join(marks)
 
     for row in frame.to_dict("records"):
-        failed = row["verdict"] == "error"
+        failed = not isinstance(row.get("alpha_a"), float) or math.isnan(row["alpha_a"])
         table.append({
             "claim": row["claim"], "case": row["case"], "metric": row["metric"],
             "α_a [CI]": "—" if failed else f"{row['curve_a']} {_with_ci(row['alpha_a'], row['alpha_a_lo'], row['alpha_a_hi'])}",

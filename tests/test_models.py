@@ -194,13 +194,16 @@ def scratch_architectures(monkeypatch):
 
 
 def test_register_architecture(scratch_architectures):
-    @register_architecture("toy_linear", input_kind="vector", width=4)
+    def toy_twin(num_outputs, width=4, parameterization="standard"):
+        return None
+
+    @register_architecture("toy_linear", input_kind="vector", twin=toy_twin)
     def toy_linear(num_outputs, width=4, parameterization="standard"):
         return nn.Dense(num_outputs)
 
     assert "toy_linear" in ARCHITECTURES.names() and "toy_linear" in ARCHITECTURES
     entry = ARCHITECTURES.get("toy_linear")
-    assert entry.build is toy_linear and entry.defaults == {"width": 4}
+    assert entry.build is toy_linear and entry.twin is toy_twin
     model = build_model("toy_linear", 2)
     assert isinstance(model, nn.Dense) and model.features == 2
     with pytest.raises(ValueError, match="already registered"):

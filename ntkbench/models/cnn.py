@@ -5,7 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import ScaledConv1D, ScaledDense, check_parameterization
+from ntkbench.models.layers import (ScaledConv1D, ScaledDense, StaxTwin, check_parameterization,
+                                    stax_conv1d, stax_dense)
 from ntkbench.registry import register_architecture
 
 
@@ -27,7 +28,19 @@ class CNN1D(nn.Module):
         return ScaledDense(self.num_outputs, self.parameterization, w_std=1.0)(x)
 
 
-@register_architecture("cnn1d")
+def cnn1d_twin(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: int = 5,
+               parameterization: str = "standard"):
+    """stax twin of :class:`CNN1D` (inputs get a channel axis, as in the module)."""
+    from ntkbench.nt_compat import stax
+
+    check_parameterization(parameterization)
+    convs = [layer for _ in range(depth)
+             for layer in (stax_conv1d(width, kernel_size, parameterization), stax.Relu())]
+    layers = stax.serial(*convs, stax.Flatten(), stax_dense(num_outputs, parameterization, w_std=1.0))
+    return StaxTwin(*layers, prepare=lambda x: x.reshape(x.shape[0], x.shape[1], -1))
+
+
+@register_architecture("cnn1d", twin=cnn1d_twin)
 def cnn1d(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: int = 5,
           parameterization: str = "standard") -> CNN1D:
     check_parameterization(parameterization)

@@ -10,6 +10,8 @@ Both follow neural-tangents' ``stax`` conventions, so that a ``stax`` twin with 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -66,3 +68,29 @@ class ScaledConv1D(nn.Module):
         y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1,), padding="SAME",
                                          dimension_numbers=("NWC", "WIO", "NWC"))
         return w_mul * y + b_mul * jnp.asarray(bias)
+
+
+class StaxTwin(NamedTuple):
+    """A neural-tangents stax network mirroring a flax module; ``prepare`` maps the module's
+    inputs to the twin's layout (e.g. adds a channel axis)."""
+
+    init_fn: Callable
+    apply_fn: Callable
+    kernel_fn: Callable
+    prepare: Callable[[Any], Any] = lambda x: x
+
+
+def stax_dense(features: int, parameterization: str, w_std: float = math.sqrt(2.0), b_std: float = 0.05):
+    """The stax twin of :class:`ScaledDense`."""
+    from ntkbench.nt_compat import stax
+
+    return stax.Dense(features, W_std=w_std, b_std=b_std, parameterization=parameterization)
+
+
+def stax_conv1d(features: int, kernel_size: int, parameterization: str,
+                w_std: float = math.sqrt(2.0), b_std: float = 0.05):
+    """The stax twin of :class:`ScaledConv1D`."""
+    from ntkbench.nt_compat import stax
+
+    return stax.Conv(features, (kernel_size,), padding="SAME", W_std=w_std, b_std=b_std,
+                     dimension_numbers=("NWC", "WIO", "NWC"), parameterization=parameterization)

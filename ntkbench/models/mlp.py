@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import ScaledDense, check_parameterization
+from ntkbench.models.layers import ScaledDense, StaxTwin, check_parameterization, stax_dense
 from ntkbench.registry import register_architecture
 
 
@@ -23,7 +23,16 @@ class MLP(nn.Module):
         return ScaledDense(self.num_outputs, self.parameterization, w_std=1.0)(x)
 
 
-@register_architecture("mlp")
+def mlp_twin(num_outputs: int, depth: int = 2, width: int = 128, parameterization: str = "standard"):
+    """stax twin of :class:`MLP`."""
+    from ntkbench.nt_compat import stax
+
+    check_parameterization(parameterization)
+    hidden = [layer for _ in range(depth) for layer in (stax_dense(width, parameterization), stax.Relu())]
+    return StaxTwin(*stax.serial(stax.Flatten(), *hidden, stax_dense(num_outputs, parameterization, w_std=1.0)))
+
+
+@register_architecture("mlp", twin=mlp_twin)
 def mlp(num_outputs: int, depth: int = 2, width: int = 128, parameterization: str = "standard") -> MLP:
     """``depth`` hidden ReLU layers of ``width`` units and a linear readout."""
     check_parameterization(parameterization)
