@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 
 from ntkbench.cache import ExperimentCache
-from ntkbench.claims import ERROR, evaluate_scaling, get_claim
+from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, evolution_statistics, get_claim
 from ntkbench.experiments import ExperimentSpec
 from ntkbench.fit import paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
@@ -64,15 +64,29 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
     claim = get_claim(case.claim)
     ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
+    if isinstance(claim, EvolutionClaim):
+        return _run_evolution_case(claim, case, tier, cache)
     results = {claim.a: cache.get(experiment_spec(claim.a, case, tier)),
                claim.b: cache.get(experiment_spec(claim.b, case, tier, swept=True))}
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
-    sources = "; ".join(
-        f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
-        for r in results.values())
-    return {**base_row(case, tier), **evaluate_scaling(claim, fit), "sources": sources, "error": ""}
+    return {**base_row(case, tier), **evaluate_scaling(claim, fit), "sources": _sources(results.values()),
+            "error": ""}
+
+
+def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, cache: ExperimentCache) -> dict:
+    spec = dataclasses.replace(experiment_spec("nn", case, tier), kind=claim.kind, n0=tier.evolution_n)
+    result = cache.get(spec)
+    per_seed, windows = evolution_statistics(claim, result.records)
+    numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric],
+                                 reps=tier.bootstrap_reps)
+    return {**base_row(case, tier), **numbers, "sources": _sources([result]), "error": ""}
+
+
+def _sources(results) -> str:
+    return "; ".join(f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
+                     for r in results)
 
 
 def base_row(case: Case, tier: Tier) -> dict:

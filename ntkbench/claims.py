@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+import pandas as pd
+
 from ntkbench.fit import PairedFit
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -57,7 +60,8 @@ def get_claim(claim_id: str) -> ScalingClaim:
 
 
 def scaling_verdict(gap_ci: tuple[float, float], margin: float) -> str:
-    """holds: CI above δ; does not hold: CI below δ; inconclusive: CI straddles δ."""
+    """holds: CI above δ; does not hold: CI below δ; inconclusive: CI straddles δ.
+    (Used for every claim: the CI of the claim's statistic against its threshold.)"""
     low, high = gap_ci
     if low > margin:
         return HOLDS
@@ -79,4 +83,80 @@ def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
         "gap": fit.gap, "gap_lo": fit.gap_ci[0], "gap_hi": fit.gap_ci[1],
         "window_lo": fit.window[0], "window_hi": fit.window[1],
         "method": fit.method, "points": fit.points,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionClaim:
+    """C3-style claim on the eNTK along training (experiment kind "entk_evolution").
+
+    Statistics, one per case (its "metric"), each computed per seed and compared through a
+    bootstrap CI of the mean over seeds against its threshold:
+
+    * ``distance_rising`` — S(K_0, K_T) − S(K_0, K_k), k the checkpoint nearest to
+      ``after_fraction`` of training: the kernel still moves away from init after k
+      (threshold ``distance_margin``);
+    * ``late_velocity`` — mean S(K_t, K_t+Δ)/Δ (per epoch) over the last ``late_fraction``
+      of training (threshold ``velocity_eps``);
+    * ``late_kernel_improvement`` — relative drop of the test MSE of kernel regression with
+      the kernel at t, from the start of the late window to the end (threshold
+      ``improvement_margin``).
+    """
+
+    id: str
+    title: str
+    after_fraction: float = 0.25
+    late_fraction: float = 0.5
+    distance_margin: float = 0.01
+    velocity_eps: float = 1e-4
+    improvement_margin: float = 0.01
+    metrics: tuple[str, ...] = ("distance_rising", "late_velocity", "late_kernel_improvement")
+    expected: str = HOLDS
+    datasets: tuple[str, ...] = ("mnist1d",)
+    sweep = None
+    kind = "entk_evolution"
+
+    def threshold(self, metric: str) -> float:
+        return {"distance_rising": self.distance_margin, "late_velocity": self.velocity_eps,
+                "late_kernel_improvement": self.improvement_margin}[metric]
+
+
+register_claim(EvolutionClaim("C3", "the eNTK keeps evolving through most of training"))
+
+
+def evolution_statistics(claim: EvolutionClaim, records: pd.DataFrame):
+    """Per-seed values of each statistic from the checkpoint records of an evolution run,
+    and the epoch window (start, end) each statistic looks at."""
+    per_seed = {metric: [] for metric in claim.metrics}
+    for _, run in records.sort_values("step").groupby("seed"):
+        steps, epochs = run["step"].to_numpy(), run["epoch"].to_numpy(dtype=float)
+        k = int(np.argmin(np.abs(steps - claim.after_fraction * steps[-1])))
+        late = np.nonzero(steps >= (1 - claim.late_fraction) * steps[-1])[0]
+        start = int(late[0])
+        windows = {"distance_rising": (epochs[k], epochs[-1]), "late_velocity": (epochs[start], epochs[-1]),
+                   "late_kernel_improvement": (epochs[start], epochs[-1])}
+        distance, mse = run["distance_from_init"].to_numpy(), run["kernel_test_mse"].to_numpy()
+        values = {
+            "distance_rising": distance[-1] - distance[k],
+            "late_velocity": float(np.mean(run["velocity"].to_numpy(dtype=float)[late[:-1]]))
+            if len(late) > 1 else np.nan,
+            "late_kernel_improvement": (mse[start] - mse[-1]) / mse[start],
+        }
+        for metric in claim.metrics:
+            per_seed[metric].append(values[metric])
+    return {metric: np.asarray(v, dtype=float) for metric, v in per_seed.items()}, windows
+
+
+def evaluate_evolution(claim: EvolutionClaim, metric: str, per_seed: np.ndarray, epochs: tuple[float, float],
+                       reps: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Verdict of one statistic: the bootstrap CI (over seeds) of its mean vs its threshold."""
+    rng = np.random.default_rng(seed)
+    means = rng.choice(per_seed, size=(reps, len(per_seed)), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    threshold = claim.threshold(metric)
+    return {
+        "verdict": scaling_verdict((float(low), float(high)), threshold),
+        "expected": claim.expected, "margin": threshold,
+        "gap": float(per_seed.mean()), "gap_lo": float(low), "gap_hi": float(high),
+        "window_lo": epochs[0], "window_hi": epochs[1], "method": "epochs", "points": len(per_seed),
     }

@@ -19,14 +19,15 @@ import jax
 import numpy as np
 
 from ntkbench.data import load_dataset
-from ntkbench.kernels import entk_gram, infinite_ntk_gram
+from ntkbench.kernels import entk_gram, infinite_ntk_gram, kernel_distance
 from ntkbench.models import build_model
 from ntkbench.registry import ARCHITECTURES
 from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, mse
 from ntkbench.train import init_params, train
-from ntkbench.train_config import TrainConfig
+from ntkbench.train_config import TrainConfig, checkpoint_steps
 
 SCHEMA_VERSION = 1
+PROBE_SIZE = 256  # held-out inputs (the first test points) on which kernels are compared
 
 
 class NotApplicableError(Exception):
@@ -55,8 +56,8 @@ class ExperimentSpec:
             raise ValueError(f"unknown experiment kind {self.kind!r}; known: {', '.join(RUNNERS)}")
         if not self.n_grid or list(self.n_grid) != sorted(set(self.n_grid)) or min(self.n_grid) < 1:
             raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
-        if (self.kind == "entk_after") != (self.n0 is not None and self.train is not None):
-            raise ValueError("n0 and train are required by, and only by, entk_after experiments")
+        if (self.kind in NEEDS_N0) != (self.n0 is not None and self.train is not None):
+            raise ValueError(f"n0 and train are required by, and only by, {' and '.join(NEEDS_N0)} experiments")
         if self.n0 is not None and self.n0 not in self.n_grid:
             raise ValueError(f"n0={self.n0} must be one of n_grid {self.n_grid}")
 
@@ -143,22 +144,28 @@ def _train_at(ctx: Context, seed: int, n: int):
     spec, d, model = ctx.spec, ctx.splits, ctx.model
     params0 = init_params(model, seed, d.x_train)
     result = train(model, params0, seed, d.x_train[:n], d.targets_train[:n], d.x_val, d.targets_val,
-                   spec.train, description=f"{spec.arch} seed {seed} n={n}")
+                   spec.train, description=f"{spec.arch} seed {seed} n={n}",
+                   checkpoints=checkpoint_steps(spec.train))
     if ctx.cache is not None:
         ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
+        for step, params in result.checkpoints.items():
+            ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}-step{step}", params)
     return result
 
 
-def trained_params(ctx: Context, seed: int, n: int):
-    """The network's parameters after training on n points: stored by its experiment
-    (computed first if needed), or trained again when the store does not have them."""
+def trained_params(ctx: Context, seed: int, n: int, steps=None):
+    """The network's best-validation parameters after training on n points, or with
+    ``steps`` a dict step → parameters at those checkpoints: stored by the network's
+    experiment (computed first if needed), or trained again when the store lacks them."""
     template = init_params(ctx.model, seed, ctx.splits.x_train)
+    names = {None: f"seed{seed}-n{n}"} if steps is None else {s: f"seed{seed}-n{n}-step{s}" for s in steps}
     if ctx.cache is not None:
         ctx.cache.get(ctx.spec.network())
-        stored = ctx.cache.load_params(ctx.spec.network(), f"seed{seed}-n{n}", template)
-        if stored is not None:
-            return stored
-    return _train_at(ctx, seed, n).params
+        stored = {k: ctx.cache.load_params(ctx.spec.network(), name, template) for k, name in names.items()}
+        if all(p is not None for p in stored.values()):
+            return stored[None] if steps is None else stored
+    result = _train_at(ctx, seed, n)
+    return result.params if steps is None else {s: result.checkpoints[s] for s in steps}
 
 
 def kernel_curve(ctx: Context, gram: np.ndarray, f0: np.ndarray, seed: int) -> list[dict]:
@@ -208,9 +215,40 @@ def run_ntk_inf_seed(ctx: Context, seed: int) -> list[dict]:
     return [{**record, "seed": seed} for record in ctx.infinite_ntk_curve]
 
 
+def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
+    """The eNTK along the training of the network on n0 points, at log-spaced checkpoints:
+    distances between kernels on the probe set, velocity per epoch, and the test loss of
+    kernel regression (on the same n0 points) with the kernel taken at each checkpoint."""
+    spec, d, model = ctx.spec, ctx.splits, ctx.model
+    n, steps = spec.n0, checkpoint_steps(spec.train)
+    x_all = np.concatenate([d.x_train[:n], d.x_val, d.x_test])
+    val, test = slice(n, n + spec.n_val), slice(n + spec.n_val, None)
+    probe = slice(n + spec.n_val, n + spec.n_val + min(PROBE_SIZE, spec.n_test))
+    apply = jax.jit(model.apply)
+    records, probes = [], []
+    for step, params in trained_params(ctx, seed, n, steps).items():
+        gram = entk_gram(model, params, x_all, description=f"eNTK {spec.arch} seed {seed} step {step}")
+        f0 = np.asarray(apply(params, x_all), dtype=np.float64)
+        fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], d.targets_train[:n], d.targets_val,
+                        f0[:n], f0[val], f0[test], spec.ridge_grid)
+        probes.append(gram[probe, probe])
+        records.append({"seed": seed, "n": n, "step": step,
+                        "epoch": step * min(spec.train.batch_size, n) / n,
+                        **{f"kernel_{k}": v for k, v in _evaluate(fit.test_predictions, d).items()}})
+    for i, record in enumerate(records):
+        record["distance_from_init"] = kernel_distance(probes[0], probes[i])
+        record["distance_to_final"] = kernel_distance(probes[i], probes[-1])
+        nxt = records[i + 1] if i + 1 < len(records) else None
+        record["velocity"] = (kernel_distance(probes[i], probes[i + 1]) / (nxt["epoch"] - record["epoch"])
+                              if nxt else None)
+    return records
+
+
+NEEDS_N0 = ("entk_after", "entk_evolution")
 RUNNERS: dict[str, Callable[[Context, int], list[dict]]] = {
     "nn": run_nn_seed,
     "entk_init": run_entk_init_seed,
     "ntk_inf": run_ntk_inf_seed,
     "entk_after": run_entk_after_seed,
+    "entk_evolution": run_entk_evolution_seed,
 }

@@ -129,3 +129,9 @@ def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,
 def _divisor_at_most(n: int, limit: int) -> int:
     """The largest divisor of n not above limit (nt.batch needs batches that divide n)."""
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def kernel_distance(k1: np.ndarray, k2: np.ndarray) -> float:
+    """S(K1, K2) = 1 − ⟨K1, K2⟩_F / (‖K1‖_F ‖K2‖_F) (Fort et al. 2020): 0 for proportional kernels."""
+    k1, k2 = np.asarray(k1, dtype=np.float64), np.asarray(k2, dtype=np.float64)
+    return float(1.0 - np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2)))

@@ -22,10 +22,28 @@ def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
     return frame[columns].sort_values(ORDER, kind="stable").reset_index(drop=True)
 
 
+def _present(value) -> bool:
+    return isinstance(value, int | float) and not math.isnan(value)
+
+
+def _alpha(row: dict, curve: str) -> str:
+    if not _present(row.get(f"alpha_{curve}")):
+        return "—"
+    value, low, high = (row[f"alpha_{curve}{s}"] for s in ("", "_lo", "_hi"))
+    return f"{row[f'curve_{curve}']} {_with_ci(value, low, high)}"
+
+
+def _window(row: dict) -> str:
+    unit = "seeds" if row["method"] == "epochs" else "pts"
+    return f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} {unit})"
+
+
 def _with_ci(value, low, high) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    small = any(0 < abs(v) < 0.01 for v in (value, low, high))
+    fmt = ".2e" if small else ".3f"
+    return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
 def format_leaderboard(frame: pd.DataFrame) -> str:
@@ -40,16 +58,15 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
         return " ".join(marks)
 
     for row in frame.to_dict("records"):
-        failed = not isinstance(row.get("alpha_a"), float) or math.isnan(row["alpha_a"])
+        measured = _present(row.get("gap"))
         table.append({
             "claim": row["claim"], "case": row["case"], "metric": row["metric"],
-            "α_a [CI]": "—" if failed else f"{row['curve_a']} {_with_ci(row['alpha_a'], row['alpha_a_lo'], row['alpha_a_hi'])}",
-            "α_b [CI]": "—" if failed else f"{row['curve_b']} {_with_ci(row['alpha_b'], row['alpha_b_lo'], row['alpha_b_hi'])}",
-            "gap [CI]": "—" if failed else _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]),
-            "δ": "—" if failed else f"{row['margin']:g}",
-            "window": "—" if failed else f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} pts)",
+            "α_a [CI]": _alpha(row, "a"), "α_b [CI]": _alpha(row, "b"),
+            "gap or statistic [CI]": _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
+            "δ": f"{row['margin']:g}" if measured else "—",
+            "window": _window(row) if measured else "—",
             "verdict": row["verdict"],
-            "source": row["error"] if failed else cite(row["sources"]),
+            "source": cite(row["sources"]) if measured else row["error"],
         })
     lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
     lines += [f"{mark} {source}" for source, mark in notes.items()]

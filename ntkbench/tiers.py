@@ -23,6 +23,7 @@ class Tier:
     train: TrainConfig
     bootstrap_reps: int = 1000
     after_n0: tuple[int, ...] = ()  # C2: training sizes of the networks whose eNTK is reused
+    evolution_n: int = 0  # C3: training size along whose training the eNTK is followed
     arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
 
     def __post_init__(self):
@@ -74,12 +75,14 @@ def _parse(raw: str):
 
 TIERS = {
     "smoke": Tier("smoke", n_grid=(32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
-                  train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200, after_n0=(64,)),
+                  train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200, after_n0=(64,),
+                  evolution_n=128),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
-                  seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100), after_n0=(512,)),
+                  seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100), after_n0=(512,),
+                  evolution_n=1024),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4), train=TrainConfig(steps=8000, eval_every=200),
-                  after_n0=(512, 2048, 8192)),
+                  after_n0=(512, 2048, 8192), evolution_n=4096),
 }
 
 

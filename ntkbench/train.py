@@ -31,6 +31,7 @@ class TrainResult:
     params: object  # parameters with the lowest validation loss
     best_step: int
     history: list[dict]  # per evaluation: step, train_loss, val_loss
+    checkpoints: dict = dataclasses.field(default_factory=dict)  # step → parameters
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -52,8 +53,10 @@ def init_params(model, seed: int, sample_input: np.ndarray):
 
 
 def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
-          description: str = "train") -> TrainResult:
+          description: str = "train", checkpoints=()) -> TrainResult:
     """Train ``params`` on (x, y) with minibatches drawn by ``seed``; early-stop on validation.
+    The parameters after each step count in ``checkpoints`` (0: the initial ones) are kept in
+    ``TrainResult.checkpoints``.
 
     Steps run as a Python loop over one jit-compiled step: on CPU, XLA runs convolutions
     inside ``lax.scan`` ~35x slower than the same step called from Python.
@@ -78,9 +81,12 @@ def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
     keys = jax.random.split(jax.random.PRNGKey(int(seed) + 1_000_003), config.steps)
     best = (np.inf, 0, params)
     history = []
+    kept = {0: params} if 0 in checkpoints else {}
     for i in tqdm(range(config.steps), desc=description, leave=False, disable=None):
         params, opt_state, _ = step(params, opt_state, keys[i])
         done = i + 1
+        if done in checkpoints:
+            kept[done] = params
         if done % config.eval_every and done != config.steps:
             continue
         train_loss, val_loss = (float(v) for v in evaluate(params))
@@ -90,4 +96,4 @@ def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
         if val_loss < best[0]:
             best = (val_loss, done, params)
         history.append({"step": done, "train_loss": train_loss, "val_loss": val_loss})
-    return TrainResult(best[2], best[1], history)
+    return TrainResult(best[2], best[1], history, kept)

@@ -31,5 +31,16 @@ class TrainConfig:
             raise ValueError("steps, eval_every, batch_size and learning_rate must be positive")
 
 
+def checkpoint_steps(config: TrainConfig, count: int = 9) -> tuple[int, ...]:
+    """0 and ``count`` log-spaced step counts from steps/256 to the last step."""
+    steps = [int(round(s)) for s in _geomspace(max(config.steps / 256, 1), config.steps, count)]
+    return tuple(sorted({0, *steps}))
+
+
+def _geomspace(start: float, stop: float, count: int) -> list[float]:
+    ratio = (stop / start) ** (1 / (count - 1)) if count > 1 else 1.0
+    return [start * ratio**i for i in range(count)]
+
+
 _TYPES = {"str": str, "float": (int, float), "int": int}
 _NAMES = {"str": "a string", "float": "a number", "int": "an integer"}

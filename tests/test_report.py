@@ -47,9 +47,9 @@ def test_row_order_and_table_do_not_depend_on_input_order(order):
     assert format_leaderboard(frame) == format_leaderboard(leaderboard_frame(ROWS))
 
 
-def table_lines() -> dict[tuple, str]:
+def table_lines(rows=ROWS) -> dict[tuple, str]:
     """The formatted table's data lines, by (case, metric)."""
-    lines = format_leaderboard(leaderboard_frame(ROWS)).splitlines()
+    lines = format_leaderboard(leaderboard_frame(rows)).splitlines()
     return {tuple(cell.strip() for cell in line.split("|")[2:4]): line
             for line in lines[2:] if line.startswith("|")}
 
@@ -57,7 +57,8 @@ def table_lines() -> dict[tuple, str]:
 def test_table_has_a_header_and_one_line_per_row():
     lines = [line for line in format_leaderboard(leaderboard_frame(ROWS)).splitlines() if line.startswith("|")]
     assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
-        "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap [CI]", "δ", "window", "verdict", "source"]
+        "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap or statistic [CI]", "δ", "window", "verdict",
+        "source"]
     assert len(lines) == 2 + len(ROWS)
 
 
@@ -90,7 +91,16 @@ def test_error_row_has_placeholders_instead_of_numbers():
 
 def test_missing_exponent_is_shown_as_a_dash():
     row = {**result_row("mlp", "test_mse"), "alpha_b": float("nan")}
-    assert "eNTK(init) —" in format_leaderboard(leaderboard_frame([row]))
+    cells = table_lines([row])["mlp/mnist1d", "test_mse"].split("|")
+    assert cells[4].strip().startswith("NN 0.610") and cells[5].strip() == "—"
+
+
+def test_statistic_rows_have_no_exponents_and_small_values_in_scientific_notation():
+    row = {**result_row("mlp", "test_mse"), "alpha_a": float("nan"), "alpha_b": float("nan"),
+           "gap": 4e-4, "gap_lo": 2e-4, "gap_hi": 6e-4, "method": "epochs", "points": 3}
+    cells = [c.strip() for c in table_lines([row])["mlp/mnist1d", "test_mse"].split("|")]
+    assert cells[4:7] == ["—", "—", "4.00e-04 [2.00e-04, 6.00e-04]"]
+    assert cells[8].endswith("epochs (3 seeds)")
 
 
 def test_no_rows():
