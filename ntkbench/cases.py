@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 
 from ntkbench.cache import ExperimentCache
+from ntkbench.controls import CONTROLS
 from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, evolution_statistics, get_claim
 from ntkbench.experiments import ExperimentSpec
 from ntkbench.fit import paired_exponents
@@ -25,14 +26,23 @@ class Case:
     dataset: str
     metric: str
     variant: tuple[tuple[str, object], ...] = ()  # spec fields a swept claim sets, e.g. n0
+    control: str = ""  # a key of CONTROLS, for a control case
 
     @property
     def id(self) -> str:
-        return "-".join([self.arch, self.dataset, self.metric, *(f"{k}={v}" for k, v in self.variant)])
+        control = [f"{self.control.split(':')[1]}-control"] if self.control else []
+        return "-".join([*control, self.arch, self.dataset, self.metric, *(f"{k}={v}" for k, v in self.variant)])
 
     @property
     def label(self) -> str:
-        return " ".join([f"{self.arch}/{self.dataset}", *(f"{k}={v}" for k, v in self.variant)])
+        control = [f"({self.control.split(':')[1]} control)"] if self.control else []
+        return " ".join([f"{self.arch}/{self.dataset}", *(f"{k}={v}" for k, v in self.variant), *control])
+
+
+def control_cases() -> list[Case]:
+    """Every control's cases (one per metric)."""
+    return [Case(c.claim, c.arch, c.dataset, m, control=key)
+            for key, c in CONTROLS.items() for m in (c.metrics or get_claim(c.claim).metrics)]
 
 
 def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None) -> list[Case]:
@@ -53,10 +63,13 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
     """The experiment of ``kind`` a case needs; ``swept``: apply the case's variant."""
     trains = kind in ("nn", "entk_after")
+    control = CONTROLS[case.control] if case.control else None
+    tier = control.tier(tier) if control else tier
     return ExperimentSpec(
         kind=kind, arch=case.arch, dataset=case.dataset, n_grid=tier.n_grid, n_val=tier.n_val,
         n_test=tier.n_test, seeds=tier.seeds,
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
+        data_kwargs=control.data_kwargs if control else (),
         train=tier.train if trains else None, **dict(case.variant if swept else ()))
 
 
@@ -71,27 +84,33 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
-    return {**base_row(case, tier), **evaluate_scaling(claim, fit), "sources": _sources(results.values()),
-            "error": ""}
+    return {**evaluate_scaling(claim, fit), **base_row(case, tier), **_sources(results.values())}
 
 
 def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, cache: ExperimentCache) -> dict:
-    spec = dataclasses.replace(experiment_spec("nn", case, tier), kind=claim.kind, n0=tier.evolution_n)
+    run_tier = CONTROLS[case.control].tier(tier) if case.control else tier
+    spec = dataclasses.replace(experiment_spec("nn", case, tier), kind=claim.kind, n0=run_tier.evolution_n)
     result = cache.get(spec)
     per_seed, windows = evolution_statistics(claim, result.records)
     numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric],
                                  reps=tier.bootstrap_reps)
-    return {**base_row(case, tier), **numbers, "sources": _sources([result]), "error": ""}
+    return {**numbers, **base_row(case, tier), **_sources([result])}
 
 
-def _sources(results) -> str:
-    return "; ".join(f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
+def _sources(results) -> dict:
+    """Where the numbers came from: a readable ``sources`` text and the ``source_paths``."""
+    results = list(results)
+    text = "; ".join(f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
                      for r in results)
+    return {"sources": text, "source_paths": [str(r.path) for r in results], "error": ""}
 
 
 def base_row(case: Case, tier: Tier) -> dict:
-    return {"claim": case.claim, "case": case.label, "metric": case.metric,
-            "tier": tier.name}
+    row = {"claim": case.claim, "case": case.label, "metric": case.metric, "tier": tier.name}
+    if case.control:
+        row.update(claim=f"{case.claim} control", control=case.control,
+                   expected=CONTROLS[case.control].expected)
+    return row
 
 
 def error_row(case: Case, tier: Tier, message: str, verdict: str = ERROR) -> dict:

@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="comma-separated datasets (default: each claim's own)")
     group.addoption("--ntkbench-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a tier setting, e.g. learning_rate=0.01, seeds=(0,1), mlp.width=256")
+    group.addoption("--ntkbench-plots", default=".ntkbench/plots", metavar="DIR",
+                    help="directory (relative to the rootdir) for the scaling and evolution "
+                         "figures, one subdirectory per tier; 'none' to skip them")
     group.addoption("--ntkbench-cache-dir", default=None,
                     help="experiment cache (default: $NTKBENCH_CACHE_DIR/experiments or "
                          "~/.cache/ntkbench/experiments)")
@@ -35,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ntkbench_claim(id): parametrise this test over the claim's cases")
+    config.addinivalue_line("markers", "ntkbench_controls: parametrise this test over the control cases")
     config.pluginmanager.register(Leaderboard(config), "ntkbench-leaderboard")
     from ntkbench.tiers import get_tier
 
@@ -52,14 +56,17 @@ def _names(option: str | None) -> list[str] | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "ntkbench_case" not in metafunc.fixturenames:
         return
-    marker = metafunc.definition.get_closest_marker("ntkbench_claim")
-    if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: ntkbench_case needs @pytest.mark.ntkbench_claim(id)")
-    from ntkbench.cases import cases_for
+    from ntkbench.cases import cases_for, control_cases
 
     config = metafunc.config
-    cases = cases_for(marker.args[0], _names(config.getoption("ntkbench_arch")),
-                      _names(config.getoption("ntkbench_dataset")), config.stash[SETTINGS_KEY]["tier"])
+    if metafunc.definition.get_closest_marker("ntkbench_controls"):
+        cases = control_cases()
+    elif (marker := metafunc.definition.get_closest_marker("ntkbench_claim")) is not None:
+        cases = cases_for(marker.args[0], _names(config.getoption("ntkbench_arch")),
+                          _names(config.getoption("ntkbench_dataset")), config.stash[SETTINGS_KEY]["tier"])
+    else:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: ntkbench_case needs "
+                                "@pytest.mark.ntkbench_claim(id) or @pytest.mark.ntkbench_controls")
     metafunc.parametrize("ntkbench_case", cases, ids=[c.id for c in cases])
 
 
@@ -84,7 +91,7 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
 
     def evaluate(case) -> dict:
         from ntkbench.cases import error_row, run_case
-        from ntkbench.claims import NOT_APPLICABLE
+        from ntkbench.claims import HOLDS, NOT_APPLICABLE
         from ntkbench.experiments import NotApplicableError
 
         outcome = None
@@ -96,6 +103,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         except Exception as exc:  # every failure becomes an error row and a one-line failure
             outcome = (pytest.fail, _one_line(exc))
             row = error_row(case, ntkbench_tier, outcome[1])
+        if outcome is None and row.get("control") and row["verdict"] == HOLDS:
+            outcome = (pytest.fail, f"control {row['control']} came out '{HOLDS}' (expected "
+                                    f"'{row['expected']}'): the suite cannot tell this case apart")
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
         if outcome is not None:  # outside the except block: no chained exception report
             end, message = outcome
@@ -129,5 +139,14 @@ class Leaderboard:
         from ntkbench.report import format_leaderboard, leaderboard_frame
 
         tier = self.config.stash[SETTINGS_KEY]["tier"]
+        frame = leaderboard_frame(self.rows)
         terminalreporter.write_sep("=", f"ntkbench leaderboard (tier: {tier.name})")
-        terminalreporter.write_line(format_leaderboard(leaderboard_frame(self.rows)))
+        terminalreporter.write_line(format_leaderboard(frame))
+        plots = self.config.getoption("ntkbench_plots")
+        if plots != "none":
+            from ntkbench.plots import write_plots
+
+            directory = self.config.rootpath / plots / tier.name
+            written = write_plots(frame, directory)
+            if written:
+                terminalreporter.write_line(f"ntkbench plots: {len(written)} figures in {directory}")

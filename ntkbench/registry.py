@@ -115,5 +115,8 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    import ntkbench.data  # noqa: F401  (the built-in registrations)
+    import ntkbench.models  # noqa: F401
+
     for entry_point in metadata.entry_points(group="ntkbench.plugins"):
         entry_point.load()

@@ -22,14 +22,30 @@ def _low_dimensional(x: np.ndarray, rng: np.random.Generator, outputs: int, rank
     return np.sin(z @ mix) + 0.5 * np.cos(z[:, :1] * z[:, -1:]) * np.sign(mix[:1])
 
 
+def _in_ntk_span(x: np.ndarray, rng: np.random.Generator, outputs: int, arch: str, anchors: int) -> np.ndarray:
+    """Σ_j Θ(x, z_j) c_j: a function in the span of ``arch``'s infinite-width NTK Θ (its
+    stax twin, default kwargs), with Gaussian anchors z_j and coefficients c_j."""
+    from ntkbench.kernels import infinite_ntk_gram
+    from ntkbench.registry import ARCHITECTURES
+
+    twin = ARCHITECTURES.get(arch).twin
+    if twin is None:
+        raise ValueError(f"teacher 'ntk' needs an architecture with a stax twin; {arch!r} has none")
+    z = rng.normal(size=(anchors, x.shape[1]))
+    return infinite_ntk_gram(twin(outputs), x, z) @ rng.normal(size=(anchors, outputs))
+
+
 @register_dataset("teacher", task="regression")
 def load_teacher(n_train: int, n_val: int, n_test: int, seed: int = 0, *, dim: int = 40,
                  outputs: int = 10, teacher: str = "network", width: int = 64, rank: int = 2,
-                 noise: float = 0.0) -> Splits:
+                 arch: str = "mlp", anchors: int = 64, noise: float = 0.0) -> Splits:
     """Inputs ~ N(0, I_dim); targets from a fixed random teacher, scaled so that the mean
-    squared target norm is 1; optional Gaussian label noise of standard deviation ``noise``."""
+    squared target norm is 1; optional Gaussian label noise of standard deviation ``noise``.
+    Teachers: a random tanh ``network``, a ``low_dimensional`` function of a rank-``rank``
+    projection, or ``ntk``: a function in the span of ``arch``'s infinite-width NTK."""
     teachers = {"network": lambda x, r: _random_network(x, r, outputs, width),
-                "low_dimensional": lambda x, r: _low_dimensional(x, r, outputs, rank)}
+                "low_dimensional": lambda x, r: _low_dimensional(x, r, outputs, rank),
+                "ntk": lambda x, r: _in_ntk_span(x, r, outputs, arch, anchors)}
     if teacher not in teachers:
         raise ValueError(f"unknown teacher {teacher!r}; known: {', '.join(sorted(teachers))}")
     total = n_train + n_val + n_test
