@@ -29,14 +29,18 @@ class Case:
     control: str = ""  # a key of CONTROLS, for a control case
 
     @property
+    def variant_text(self) -> list[str]:
+        return [",".join(v[1]) if k == "set" else f"{k}={v}" for k, v in self.variant]
+
+    @property
     def id(self) -> str:
         control = [f"{self.control.split(':')[1]}-control"] if self.control else []
-        return "-".join([*control, self.arch, self.dataset, self.metric, *(f"{k}={v}" for k, v in self.variant)])
+        return "-".join([*control, self.arch, self.dataset, self.metric, *self.variant_text])
 
     @property
     def label(self) -> str:
         control = [f"({self.control.split(':')[1]} control)"] if self.control else []
-        return " ".join([f"{self.arch}/{self.dataset}", *(f"{k}={v}" for k, v in self.variant), *control])
+        return " ".join([f"{self.arch}/{self.dataset}", *self.variant_text, *control])
 
 
 def control_cases() -> list[Case]:
@@ -57,7 +61,8 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
         field, tier_field = claim.sweep
         variants = [((field, value),) for value in getattr(tier, tier_field)] if tier else []
     return [Case(claim.id, a, d, m, v)
-            for a, d, m, v in itertools.product(archs, datasets, claim.metrics, variants)]
+            for a, d, m, v in itertools.product(archs, datasets, claim.metrics, variants)
+            if not v or v[0][0] != "set" or v[0][1][0] in ("*", a)]
 
 
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
@@ -65,12 +70,15 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
     trains = kind in ("nn", "entk_after")
     control = CONTROLS[case.control] if case.control else None
     tier = control.tier(tier) if control else tier
+    settings = dict(case.variant).get("set")
+    tier = tier.with_overrides(list(settings[1])) if settings else tier
     return ExperimentSpec(
         kind=kind, arch=case.arch, dataset=case.dataset, n_grid=tier.n_grid, n_val=tier.n_val,
         n_test=tier.n_test, seeds=tier.seeds,
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
         data_kwargs=control.data_kwargs if control else (),
-        train=tier.train if trains else None, **dict(case.variant if swept else ()))
+        train=tier.train if trains else None,
+        **{k: v for k, v in case.variant if swept and k != "set"})
 
 
 def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:

@@ -33,7 +33,9 @@ class ScalingClaim:
     metrics: tuple[str, ...] = METRICS
     expected: str = HOLDS  # what the paper reports
     datasets: tuple[str, ...] = ("mnist1d",)  # default datasets of its cases
-    sweep: tuple[str, str] | None = None  # (spec field, tier field): one case per tier value
+    # (spec field, tier field): one case per value of the tier field; the field "set" takes
+    # (architecture, overrides) pairs applied to the whole tier instead of a spec field
+    sweep: tuple[str, str] | None = None
 
 
 CLAIMS: dict[str, ScalingClaim] = {}
@@ -48,6 +50,9 @@ register_claim(ScalingClaim(
     "C1", "trained network scales better than its eNTK at initialisation", a="nn", b="entk_init"))
 register_claim(ScalingClaim(
     "C1'", "trained network scales better than its infinite-width NTK", a="nn", b="ntk_inf"))
+register_claim(ScalingClaim(
+    "C1b", "C1 holds across learning rate, batch size, optimizer and width", a="nn", b="entk_init",
+    sweep=("set", "robustness")))
 register_claim(ScalingClaim(
     "C2", "an eNTK pre-trained on n0 samples still scales worse than the network",
     a="nn", b="entk_after", sweep=("n0", "after_n0")))

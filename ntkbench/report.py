@@ -70,4 +70,15 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
         })
     lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
     lines += [f"{mark} {source}" for source, mark in notes.items()]
+    lines += ["", verdict_summary(frame)]
     return "\n".join(lines)
+
+
+def verdict_summary(frame: pd.DataFrame) -> str:
+    """One line per claim (and per control family): how many of its cases got each verdict,
+    so that a sweep such as C1b can be read at a glance."""
+    counts = frame.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
+    rows = [{"claim": claim, "cases": int(row.sum()),
+             **{verdict: int(row[verdict]) for verdict in counts.columns}}
+            for claim, row in counts.iterrows()]
+    return tabulate(rows, headers="keys", tablefmt="github")

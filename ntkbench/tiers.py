@@ -24,6 +24,8 @@ class Tier:
     bootstrap_reps: int = 1000
     after_n0: tuple[int, ...] = ()  # C2: training sizes of the networks whose eNTK is reused
     evolution_n: int = 0  # C3: training size along whose training the eNTK is followed
+    # C1b: (architecture, overrides) variants of the C1 setting; "*" for every architecture
+    robustness: tuple[tuple[str, tuple[str, ...]], ...] = ()
     arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
 
     def __post_init__(self):
@@ -73,16 +75,25 @@ def _parse(raw: str):
         return raw
 
 
+#: C1b sweeps. The small tier varies the MLP's training only (a CNN network curve costs ~2
+#: minutes there); the paper tier varies every axis for every architecture.
+SMALL_ROBUSTNESS = (("mlp", ("learning_rate=0.003",)), ("mlp", ("batch_size=32",)),
+                    ("mlp", ("optimizer='sgd'", "learning_rate=0.05")))
+PAPER_ROBUSTNESS = (("*", ("learning_rate=0.0003",)), ("*", ("learning_rate=0.003",)),
+                    ("*", ("batch_size=32",)), ("*", ("batch_size=512",)),
+                    ("*", ("optimizer='sgd'", "learning_rate=0.05")),
+                    ("mlp", ("mlp.width=512",)), ("cnn1d", ("cnn1d.width=128",)))
+
 TIERS = {
     "smoke": Tier("smoke", n_grid=(32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
                   train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200, after_n0=(64,),
-                  evolution_n=128),
+                  evolution_n=128, robustness=(("mlp", ("optimizer='sgd'", "learning_rate=0.05")),)),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
                   seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100), after_n0=(512,),
-                  evolution_n=1024),
+                  evolution_n=1024, robustness=SMALL_ROBUSTNESS),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4), train=TrainConfig(steps=8000, eval_every=200),
-                  after_n0=(512, 2048, 8192), evolution_n=4096),
+                  after_n0=(512, 2048, 8192), evolution_n=4096, robustness=PAPER_ROBUSTNESS),
 }
 
 

@@ -60,7 +60,8 @@ def leaderboard_section(result) -> list[str]:
 
 def table_rows(lines: list[str]) -> dict[tuple, list[str]]:
     """Leaderboard table rows by (claim, case, metric): the cells, without the source column."""
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| C1")]
+    table = lines[:lines.index("")] if "" in lines else lines  # the verdict summary follows a blank line
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table if line.startswith("| C1")]
     return {tuple(cells[:3]): cells[:-1] for cells in rows}
 
 

@@ -55,7 +55,8 @@ def table_lines(rows=ROWS) -> dict[tuple, str]:
 
 
 def test_table_has_a_header_and_one_line_per_row():
-    lines = [line for line in format_leaderboard(leaderboard_frame(ROWS)).splitlines() if line.startswith("|")]
+    text = format_leaderboard(leaderboard_frame(ROWS)).split("\n\n")[0]
+    lines = [line for line in text.splitlines() if line.startswith("|")]
     assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
         "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap or statistic [CI]", "δ", "window", "verdict",
         "source"]
@@ -107,3 +108,13 @@ def test_no_rows():
     frame = leaderboard_frame([])
     assert frame.empty
     assert format_leaderboard(frame) == "no ntkbench results"
+
+
+def test_verdict_summary_counts_each_claims_verdicts():
+    summary = format_leaderboard(leaderboard_frame(ROWS)).split("\n\n")[1]
+    counts = {tuple(c.strip() for c in line.strip("|").split("|"))[0]: line for line in summary.splitlines()[2:]}
+    header = [c.strip() for c in summary.splitlines()[0].strip("|").split("|")]
+    cells = dict(zip(header, (c.strip() for c in counts["C1"].strip("|").split("|"))))
+    verdicts = [r["verdict"] for r in ROWS if r["claim"] == "C1"]
+    assert int(cells["cases"]) == len(verdicts)
+    assert all(int(cells[v]) == verdicts.count(v) for v in set(verdicts))
