@@ -145,7 +145,7 @@ def _train_at(ctx: Context, seed: int, n: int):
     params0 = init_params(model, seed, d.x_train)
     result = train(model, params0, seed, d.x_train[:n], d.targets_train[:n], d.x_val, d.targets_val,
                    spec.train, description=f"{spec.arch} seed {seed} n={n}",
-                   checkpoints=checkpoint_steps(spec.train))
+                   checkpoints=checkpoint_steps(spec.train, n))
     if ctx.cache is not None:
         ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
         for step, params in result.checkpoints.items():
@@ -220,7 +220,7 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     distances between kernels on the probe set, velocity per epoch, and the test loss of
     kernel regression (on the same n0 points) with the kernel taken at each checkpoint."""
     spec, d, model = ctx.spec, ctx.splits, ctx.model
-    n, steps = spec.n0, checkpoint_steps(spec.train)
+    n, steps = spec.n0, checkpoint_steps(spec.train, spec.n0)
     x_all = np.concatenate([d.x_train[:n], d.x_val, d.x_test])
     val, test = slice(n, n + spec.n_val), slice(n + spec.n_val, None)
     probe = slice(n + spec.n_val, n + spec.n_val + min(PROBE_SIZE, spec.n_test))

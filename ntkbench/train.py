@@ -34,9 +34,10 @@ class TrainResult:
     checkpoints: dict = dataclasses.field(default_factory=dict)  # step → parameters
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig, steps: int) -> optax.GradientTransformation:
+    """The optimizer for a run of ``steps`` steps (the cosine schedule decays over them)."""
     if config.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(config.learning_rate, config.steps)
+        lr = optax.cosine_decay_schedule(config.learning_rate, steps)
     else:
         lr = optax.constant_schedule(config.learning_rate)
     if config.optimizer == "adam":
@@ -64,7 +65,9 @@ def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
     x, y, x_val, y_val = map(jnp.asarray, (x, y, x_val, y_val))
     n = x.shape[0]
     batch = min(config.batch_size, n)
-    optimizer = make_optimizer(config)
+    total = config.steps_for(n)
+    every = max(1, min(config.eval_every, total // 10))  # at least ~10 evaluations per run
+    optimizer = make_optimizer(config, total)
 
     def loss_fn(p, xb, yb):
         return mse(model.apply(p, xb), yb)
@@ -78,16 +81,16 @@ def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
 
     evaluate = jax.jit(lambda p: (loss_fn(p, x, y), loss_fn(p, x_val, y_val)))
     opt_state = optimizer.init(params)
-    keys = jax.random.split(jax.random.PRNGKey(int(seed) + 1_000_003), config.steps)
+    keys = jax.random.split(jax.random.PRNGKey(int(seed) + 1_000_003), total)
     best = (np.inf, 0, params)
     history = []
     kept = {0: params} if 0 in checkpoints else {}
-    for i in tqdm(range(config.steps), desc=description, leave=False, disable=None):
+    for i in tqdm(range(total), desc=description, leave=False, disable=None):
         params, opt_state, _ = step(params, opt_state, keys[i])
         done = i + 1
         if done in checkpoints:
             kept[done] = params
-        if done % config.eval_every and done != config.steps:
+        if done % every and done != total:
             continue
         train_loss, val_loss = (float(v) for v in evaluate(params))
         if not (math.isfinite(train_loss) and train_loss < 1e6):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -17,6 +18,13 @@ class TrainConfig:
     batch_size: int = 128
     steps: int = 2000
     eval_every: int = 100
+    max_epochs: int | None = None  # caps the steps of small training sets at this many epochs
+
+    def steps_for(self, n: int) -> int:
+        """Steps of a run on n samples: ``steps``, capped at ``max_epochs`` passes over them."""
+        if self.max_epochs is None:
+            return self.steps
+        return max(1, min(self.steps, math.ceil(self.max_epochs * n / min(self.batch_size, n))))
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -31,9 +39,10 @@ class TrainConfig:
             raise ValueError("steps, eval_every, batch_size and learning_rate must be positive")
 
 
-def checkpoint_steps(config: TrainConfig, count: int = 9) -> tuple[int, ...]:
-    """0 and ``count`` log-spaced step counts from steps/256 to the last step."""
-    steps = [int(round(s)) for s in _geomspace(max(config.steps / 256, 1), config.steps, count)]
+def checkpoint_steps(config: TrainConfig, n: int, count: int = 7) -> tuple[int, ...]:
+    """0 and ``count`` log-spaced step counts from 1/256 of a run on n samples to its end."""
+    total = config.steps_for(n)
+    steps = [int(round(s)) for s in _geomspace(max(total / 256, 1), total, count)]
     return tuple(sorted({0, *steps}))
 
 
@@ -42,5 +51,5 @@ def _geomspace(start: float, stop: float, count: int) -> list[float]:
     return [start * ratio**i for i in range(count)]
 
 
-_TYPES = {"str": str, "float": (int, float), "int": int}
-_NAMES = {"str": "a string", "float": "a number", "int": "an integer"}
+_TYPES = {"str": str, "float": (int, float), "int": int, "int | None": (int, type(None))}
+_NAMES = {"str": "a string", "float": "a number", "int": "an integer", "int | None": "an integer or None"}
