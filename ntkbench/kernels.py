@@ -115,7 +115,7 @@ def num_blocks(n: int, block_size: int) -> int:
 
 
 def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,
-                      batch_size: int = 256) -> np.ndarray:
+                      batch_size: int = 128) -> np.ndarray:
     """Analytic infinite-width NTK of a stax twin (one output), in blocks via ``nt.batch``."""
     from ntkbench.nt_compat import nt
 
