@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ntkbench.experiments import RUNNERS, Context, ExperimentSpec, package_versions
@@ -97,12 +98,21 @@ class ExperimentCache:
 
         path = self._params_path(spec, name)
         try:
-            return serialization.from_bytes(template, path.read_bytes())
+            params = serialization.from_bytes(template, path.read_bytes())
+            if _layout(params) != _layout(template):
+                raise ValueError("shapes or dtypes differ from the model's")
+            return params
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # any unreadable file is recomputed, never trusted
             warnings.warn(f"ignoring unreadable parameter file {path}: {exc}", stacklevel=2)
             return None
+
+
+def _layout(tree):
+    import jax
+
+    return jax.tree.structure(tree), [(np.shape(a), np.asarray(a).dtype) for a in jax.tree.leaves(tree)]
 
 
 def _read(path: Path) -> dict | None:

@@ -13,7 +13,7 @@ import itertools
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, evolution_statistics, get_claim
-from ntkbench.experiments import ExperimentSpec
+from ntkbench.experiments import ExperimentSpec, check_applicable
 from ntkbench.fit import paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
@@ -87,6 +87,8 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
     if isinstance(claim, EvolutionClaim):
         return _run_evolution_case(claim, case, tier, cache)
+    for kind in (claim.a, claim.b):
+        check_applicable(kind, case.arch)
     results = {claim.a: cache.get(experiment_spec(claim.a, case, tier)),
                claim.b: cache.get(experiment_spec(claim.b, case, tier, swept=True))}
     n_grid, loss_a = results[claim.a].curve(case.metric)

@@ -32,6 +32,20 @@ PROBE_SIZE = 256  # held-out inputs (the first test points) on which kernels are
 
 class NotApplicableError(Exception):
     """The experiment does not exist for this case (e.g. an architecture without a twin)."""
+
+
+def stax_twin(arch: str):
+    """The architecture's stax twin factory; NotApplicableError when it has none."""
+    twin = ARCHITECTURES.get(arch).twin
+    if twin is None:
+        raise NotApplicableError(f"architecture {arch!r} has no stax twin")
+    return twin
+
+
+def check_applicable(kind: str, arch: str) -> None:
+    """Raise NotApplicableError before anything is computed for a case that cannot run."""
+    if kind == "ntk_inf":
+        stax_twin(arch)
 KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
 
 
@@ -56,8 +70,10 @@ class ExperimentSpec:
             raise ValueError(f"unknown experiment kind {self.kind!r}; known: {', '.join(RUNNERS)}")
         if not self.n_grid or list(self.n_grid) != sorted(set(self.n_grid)) or min(self.n_grid) < 1:
             raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
-        if (self.kind in NEEDS_N0) != (self.n0 is not None and self.train is not None):
-            raise ValueError(f"n0 and train are required by, and only by, {' and '.join(NEEDS_N0)} experiments")
+        needs_n0 = self.kind in NEEDS_N0
+        if (needs_n0 and (self.n0 is None or self.train is None)) or (not needs_n0 and self.n0 is not None):
+            raise ValueError(f"n0 and train are required by, and n0 only allowed for, "
+                             f"{' and '.join(NEEDS_N0)} experiments")
         if self.n0 is not None and self.n0 not in self.n_grid:
             raise ValueError(f"n0={self.n0} must be one of n_grid {self.n_grid}")
 
@@ -113,9 +129,7 @@ class Context:
 
     @functools.cached_property
     def infinite_ntk_curve(self) -> list[dict]:
-        twin = ARCHITECTURES.get(self.spec.arch).twin
-        if twin is None:
-            raise NotApplicableError(f"architecture {self.spec.arch!r} has no stax twin")
+        twin = stax_twin(self.spec.arch)
         d = self.splits
         x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
         gram = infinite_ntk_gram(twin(d.num_outputs, **dict(self.spec.arch_kwargs)), x_all)

@@ -73,6 +73,26 @@ def make_spec():
     return make
 
 
+@pytest.fixture
+def scratch_architectures(monkeypatch):
+    """Architectures registered during the test are dropped afterwards."""
+    from ntkbench.registry import ARCHITECTURES
+
+    ARCHITECTURES.names()  # the built-in and entry-point registrations first, into the original
+    monkeypatch.setattr(ARCHITECTURES, "_entries", dict(ARCHITECTURES._entries))
+
+
+@pytest.fixture
+def twinless(scratch_architectures) -> str:
+    """The name of a scratch architecture, a flax Dense layer, registered without a stax twin."""
+    import flax.linen as nn
+
+    from ntkbench.registry import register_architecture
+
+    register_architecture("twinless")(lambda num_outputs: nn.Dense(num_outputs))
+    return "twinless"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_tier, tmp_path_factory, use_cache_dir):
     """C1's MLP-on-MNIST-1D cases, run once per session on the tiny tier.

@@ -1,21 +1,30 @@
-"""ExperimentCache: computed once, stored atomically, resumed seed by seed, shared by processes.
+"""ExperimentCache: computed once, stored atomically, resumed seed by seed, shared by processes;
+parameters stored by one experiment and reused by another.
 
-The runners are replaced by fast fakes that record each call, so these tests never train.
+The runners are replaced by fast fakes that record each call, so these tests never train,
+except the after-kernel tests, which start from a copy of the session's tiny run and train
+a network again only where its stored parameters were removed.
 """
 
 import dataclasses
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pandas as pd
 import pytest
+from flax import serialization
 
-from ntkbench import storage
+from ntkbench import experiments, storage
 from ntkbench.cache import ExperimentCache
+from ntkbench.cases import Case, experiment_spec
 from ntkbench.experiments import RUNNERS
+from ntkbench.models import build_model
 
 
 def fake_records(spec, seed: int) -> list[dict]:
@@ -181,6 +190,101 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporaries(tmp_path, mon
         storage.atomic_write_bytes(path, b"new contents")
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["file.json"]
+
+
+# --- stored parameters ------------------------------------------------------------------
+
+def mlp_params(seed: int, width: int = 4):
+    model = build_model("mlp", 3, width=width, depth=1)
+    return model.init(jax.random.PRNGKey(seed), np.zeros((1, 5), np.float32))
+
+
+def assert_same_pytree(actual, expected) -> None:
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+        assert np.asarray(a).dtype == np.asarray(e).dtype
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.fixture
+def stored(root, spec):
+    """(cache, path): parameters saved under the name "seed0-n8" of ``spec``."""
+    cache = ExperimentCache(root)
+    cache.save_params(spec, "seed0-n8", mlp_params(0))
+    [path] = root.glob("params/*/seed0-n8.msgpack")
+    return cache, path
+
+
+def test_params_round_trip(stored, root, spec):
+    template = mlp_params(1)  # same shapes, other values
+    assert_same_pytree(ExperimentCache(root).load_params(spec, "seed0-n8", template), mlp_params(0))
+
+
+@pytest.mark.parametrize("name, other_spec", [("seed1-n8", False), ("seed0-n16", False), ("seed0-n8", True)],
+                         ids=["other-seed", "other-n", "other-spec"])
+def test_missing_params_are_none_without_a_warning(stored, spec, name, other_spec, recwarn):
+    cache, _ = stored
+    asked = dataclasses.replace(spec, seeds=(7,)) if other_spec else spec
+    assert cache.load_params(asked, name, mlp_params(1)) is None
+    assert not recwarn.list
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+    pytest.param(lambda data: b"", id="empty"),
+    pytest.param(lambda data: bytes(len(data)), id="zero-filled"),
+    pytest.param(lambda data: b"\xc1" + data[1:], id="invalid-msgpack"),
+    pytest.param(lambda data: b"\x00", id="msgpack-but-not-a-map"),
+    pytest.param(lambda data: serialization.to_bytes({"params": {"x": np.zeros(3)}}), id="other-structure"),
+    pytest.param(lambda data: serialization.to_bytes(mlp_params(0, width=6)), id="other-shapes"),
+])
+def test_corrupt_parameter_file_is_none_with_a_warning(stored, spec, damage):
+    cache, path = stored
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(UserWarning, match="unreadable parameter file"):
+        assert cache.load_params(spec, "seed0-n8", mlp_params(1)) is None
+
+
+@pytest.fixture
+def warm_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run's cache: its network experiment and the parameters it stored."""
+    return shutil.copytree(tiny_run.cache.root, tmp_path / "warm")
+
+
+@pytest.fixture
+def train_calls(monkeypatch) -> list[tuple[int, int]]:
+    """(seed, training size) of every network the runners train."""
+    calls, original = [], experiments.train
+
+    def counting(model, params, seed, x, *args, **kwargs):
+        calls.append((seed, len(x)))
+        return original(model, params, seed, x, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train", counting)
+    return calls
+
+
+@pytest.mark.parametrize("missing", [(), (1,)], ids=["all-stored", "seed-1-missing"])
+def test_entk_after_uses_the_parameters_stored_by_the_network_experiment(warm_copy, tiny_tier, train_calls,
+                                                                       missing):
+    n0 = tiny_tier.after_n0[0]
+    spec = experiment_spec("entk_after", Case("C2", "mlp", "mnist1d", "test_mse", (("n0", n0),)), tiny_tier,
+                           swept=True)
+    # the copy holds the network experiment's parameters only, the best ones as seed<s>-n<n>
+    files = {seed: path for seed in spec.seeds for path in warm_copy.glob(f"params/nn-*/seed{seed}-n{n0}.msgpack")}
+    assert sorted(files) == list(spec.seeds)
+    removed = {seed: files[seed].read_bytes() for seed in missing}
+    for seed in missing:
+        files[seed].unlink()
+    cache = ExperimentCache(warm_copy)
+    result = cache.get(spec)
+    assert cache.computed == [spec.key]  # the network experiment itself was loaded, not rerun
+    assert train_calls == [(seed, n0) for seed in missing]  # trained again only where missing
+    for seed, data in removed.items():
+        assert files[seed].read_bytes() == data  # the same parameters, stored again
+    assert sorted(zip(result.records["seed"], result.records["n"])) == sorted(
+        (seed, n) for seed in spec.seeds for n in spec.n_grid)
+    assert np.all(np.isfinite(result.records["test_mse"]))
 
 
 class SlowLoggingRunner:

@@ -1,5 +1,6 @@
 """Benchmark cases: which cases a claim has, and the leaderboard row a case produces."""
 
+import dataclasses
 import itertools
 import math
 import re
@@ -9,6 +10,7 @@ import pytest
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, cases_for, experiment_spec, run_case
 from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, METRICS, get_claim
+from ntkbench.experiments import RUNNERS, NotApplicableError
 from ntkbench.registry import ARCHITECTURES, DATASETS, UnknownNameError
 
 NUMERIC = ("margin", "alpha_a", "alpha_a_lo", "alpha_a_hi", "alpha_b", "alpha_b_lo", "alpha_b_hi",
@@ -39,6 +41,32 @@ def test_metrics_of_a_case_share_its_experiments(tiny_tier):
     assert (nn.n_grid, nn.seeds) == (tiny_tier.n_grid, tiny_tier.seeds)
 
 
+def test_c2_has_one_case_per_after_n0(tiny_tier):
+    tier = dataclasses.replace(tiny_tier, after_n0=(8, 16))
+    cases = cases_for("C2", ["mlp"], ["mnist1d"], tier)
+    assert sorted((c.metric, c.variant) for c in cases) == sorted(
+        (metric, (("n0", n0),)) for metric in METRICS for n0 in (8, 16))
+    for case in cases:
+        n0 = dict(case.variant)["n0"]
+        assert case.id == f"mlp-mnist1d-{case.metric}-n0={n0}"
+        assert case.label == f"mlp/mnist1d n0={n0}"
+    assert len({c.id for c in cases}) == len(cases)
+
+
+def test_c2_without_a_tier_has_no_cases():
+    assert cases_for("C2") == []
+
+
+def test_c2_shares_the_network_experiment_of_c1_and_sweeps_only_the_after_kernel(tiny_tier):
+    n0 = tiny_tier.after_n0[0]
+    case = Case("C2", "mlp", "mnist1d", "test_mse", (("n0", n0),))
+    c1_network = experiment_spec("nn", Case("C1", "mlp", "mnist1d", "test_mse"), tiny_tier)
+    network, after = experiment_spec("nn", case, tiny_tier), experiment_spec("entk_after", case, tiny_tier, swept=True)
+    assert network.n0 is None and network == c1_network and network.key == c1_network.key
+    assert after.n0 == n0 and after.train == tiny_tier.train
+    assert after.network() == network
+
+
 @pytest.mark.parametrize("metric", METRICS)
 def test_run_case_returns_a_complete_row(tiny_run, metric, tiny_tier):
     row = tiny_run.rows[metric]
@@ -67,3 +95,14 @@ def test_unknown_names_fail_listing_the_known_ones(registry, arch, dataset, unkn
     with pytest.raises(UnknownNameError, match=f"^{re.escape(message)}$"):
         run_case(Case("C1", arch, dataset, "test_mse"), tiny_tier, ExperimentCache())
     assert not cache_dir.exists()  # failed before computing anything
+
+
+def test_not_applicable_case_computes_nothing(twinless, tiny_tier, cache_dir, monkeypatch):
+    """Like an unknown name: C1' without a twin is known before any experiment runs, so the
+    network curve (minutes to hours at the larger tiers) is not computed only to be skipped."""
+    network_seeds = []
+    monkeypatch.setitem(RUNNERS, "nn", lambda context, seed: network_seeds.append(seed) or [])  # fast stand-in
+    with pytest.raises(NotApplicableError, match="^architecture 'twinless' has no stax twin$"):
+        run_case(Case("C1'", twinless, "mnist1d", "test_mse"), tiny_tier, ExperimentCache())
+    assert network_seeds == []
+    assert not cache_dir.exists()

@@ -1,4 +1,5 @@
-"""ExperimentSpec identity (frozen, hashable, keyed by content) and the runners' records."""
+"""ExperimentSpec identity (frozen, hashable, keyed by content), its validation, and the
+runners' records."""
 
 import dataclasses
 import itertools
@@ -7,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ntkbench import experiments
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, experiment_spec
+from ntkbench.experiments import NEEDS_N0, RUNNERS, NotApplicableError
 from ntkbench.train import TrainConfig
 
 KINDS = ("nn", "entk_init")
@@ -59,6 +62,70 @@ def test_bad_n_grid_is_rejected(make_spec, n_grid):
 def test_unknown_kind_is_rejected(make_spec):
     with pytest.raises(ValueError, match="unknown experiment kind 'nosuchkind'; known: nn, entk_init"):
         make_spec("nosuchkind")
+
+
+# --- n0: the training size of the network whose trained eNTK a kind uses ----------------
+
+@pytest.mark.parametrize("kind", NEEDS_N0)
+@pytest.mark.parametrize("changes, message", [
+    pytest.param({"n0": None}, "n0 and train are required by", id="without-n0"),
+    pytest.param({"train": None}, "n0 and train are required by", id="without-train"),
+    pytest.param({"n0": 12}, r"^n0=12 must be one of n_grid \(8, 16\)$", id="n0-off-the-grid"),
+])
+def test_kinds_using_a_trained_network_need_n0_on_the_grid_and_train(make_spec, kind, changes, message):
+    fields = {"n0": 8, "train": make_spec().train}
+    make_spec(kind, **fields)  # valid
+    with pytest.raises(ValueError, match=message):
+        make_spec(kind, **{**fields, **changes})
+
+
+@pytest.mark.parametrize("kind", [kind for kind in RUNNERS if kind not in NEEDS_N0])
+def test_other_kinds_reject_n0(make_spec, kind):
+    # train as make_spec gives it: the network's for "nn", None for the kernels
+    with pytest.raises(ValueError, match="n0 and train are required by, and n0 only allowed for"):
+        make_spec(kind, n0=8)
+
+
+def test_n0_is_part_of_the_key_and_the_network_spec_drops_it(make_spec):
+    after = {n0: make_spec("entk_after", n0=n0, train=make_spec().train) for n0 in (8, 16)}
+    assert after[8].key != after[16].key
+    assert after[8].network() == after[16].network() == make_spec()
+    assert after[8].network().key == make_spec().key
+
+
+# --- ntk_inf: the twin's analytic NTK, computed once per experiment ---------------------
+
+@pytest.fixture
+def twin_gram_rows(monkeypatch):
+    """The number of input rows of every ``infinite_ntk_gram`` call the runners make."""
+    rows, original = [], experiments.infinite_ntk_gram
+
+    def counting(twin, x1, *args, **kwargs):
+        rows.append(len(x1))
+        return original(twin, x1, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "infinite_ntk_gram", counting)
+    return rows
+
+
+def test_ntk_inf_is_computed_once_and_repeated_for_every_seed(make_spec, twin_gram_rows):
+    spec = make_spec("ntk_inf", seeds=(0, 1, 2))
+    records = ExperimentCache().get(spec).records
+    assert twin_gram_rows == [spec.n_max + spec.n_val + spec.n_test]  # one Gram: train | val | test
+    assert sorted(zip(records["seed"], records["n"])) == sorted(itertools.product(spec.seeds, spec.n_grid))
+    assert np.all(np.isfinite(records["test_mse"])) and (records["test_mse"] > 0).all()
+    first, *others = (records[records["seed"] == seed].drop(columns="seed").reset_index(drop=True)
+                      for seed in spec.seeds)
+    for other in others:
+        pd.testing.assert_frame_equal(other, first, check_exact=True)
+
+
+def test_ntk_inf_of_an_architecture_without_a_twin_is_not_applicable(make_spec, twinless, twin_gram_rows):
+    cache = ExperimentCache()
+    with pytest.raises(NotApplicableError, match="^architecture 'twinless' has no stax twin$"):
+        cache.get(make_spec("ntk_inf", arch=twinless, arch_kwargs=()))
+    assert twin_gram_rows == [] and cache.computed == []
+    assert not list(cache.root.glob("*.json"))  # nothing stored, not even partial records
 
 
 @pytest.fixture(params=KINDS)

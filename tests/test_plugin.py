@@ -143,6 +143,40 @@ def test_failing_case_fails_in_one_line_and_gets_an_error_row(run, args, failing
     assert all(re.search(message, line) for line in leaderboard_section(result) if "| error " in line)
 
 
+TWINLESS_CONFTEST = """
+import flax.linen as nn
+
+from ntkbench.registry import register_architecture
+
+
+@register_architecture("twinless")
+def twinless(num_outputs):
+    return nn.Dense(num_outputs)
+"""
+
+
+def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytester, tiny_settings,
+                                                                         scratch_architectures):
+    """C1' needs the twin's infinite-width NTK: without a twin the case is skipped (neither
+    failed nor dropped) and its row says so. (The run registers in this process's registry:
+    ``scratch_architectures`` drops that registration afterwards.)"""
+    pytester.makeconftest(TWINLESS_CONFTEST)
+    pytester.makepyfile(test_c1_ntk_inf=BENCHMARK.replace('"C1"', '"C1\'"'))
+    settings = [*tiny_settings, "seeds=(0,)", "n_grid=(8,)"]  # short, should the network curve be computed
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-rs", "--ntkbench-tier=smoke", "--ntkbench-arch=twinless",
+        *(f"--ntkbench-set={setting}" for setting in settings), f"--ntkbench-cache-dir={pytester.path / 'cache'}")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(skipped=2)
+    message = "architecture 'twinless' has no stax twin"
+    skipped = [re.fullmatch(rf"SKIPPED \[(\d+)\] .*: {message}", line) for line in result.outlines]
+    assert sum(int(match.group(1)) for match in skipped if match) == 2
+    rows = leaderboard_rows(result)
+    assert sorted(rows) == [("C1'", "twinless/mnist1d", metric) for metric in ("test_error", "test_mse")]
+    assert {cells[-1] for cells in rows.values()} == {"not applicable"}
+    assert all(message in line for line in leaderboard_section(result) if "| not applicable " in line)
+
+
 @pytest.mark.parametrize("option, message", [
     ("--ntkbench-tier=bogus", "invalid choice: 'bogus'"),
     ("--ntkbench-set=nosuchkey=1", "ERROR: ntkbench: unknown override 'nosuchkey'; known: "),
