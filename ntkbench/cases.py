@@ -12,7 +12,8 @@ import itertools
 
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
-from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, evolution_statistics, get_claim
+from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
+                             evolution_statistics, get_claim)
 from ntkbench.experiments import ExperimentSpec, check_applicable
 from ntkbench.fit import paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
@@ -67,7 +68,7 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
 
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
     """The experiment of ``kind`` a case needs; ``swept``: apply the case's variant."""
-    trains = kind in ("nn", "entk_after")
+    trains = kind in ("nn", "entk_after", "entk_evolution")
     control = CONTROLS[case.control] if case.control else None
     tier = control.tier(tier) if control else tier
     settings = dict(case.variant).get("set")
@@ -78,6 +79,7 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
         data_kwargs=control.data_kwargs if control else (),
         train=tier.train if trains else None,
+        n0=tier.evolution_n if kind == "entk_evolution" else None,
         **{k: v for k, v in case.variant if swept and k != "set"})
 
 
@@ -98,9 +100,7 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
 
 
 def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, cache: ExperimentCache) -> dict:
-    run_tier = CONTROLS[case.control].tier(tier) if case.control else tier
-    spec = dataclasses.replace(experiment_spec("nn", case, tier), kind=claim.kind, n0=run_tier.evolution_n)
-    result = cache.get(spec)
+    result = cache.get(experiment_spec(claim.kind, case, tier))
     per_seed, windows = evolution_statistics(claim, result.records)
     numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric],
                                  reps=tier.bootstrap_reps)

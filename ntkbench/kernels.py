@@ -62,7 +62,7 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     bs = block_size or block_size_for(num_params, memory_bytes)
     rows = [slice(i, min(i + bs, len(x1))) for i in range(0, len(x1), bs)]
     cols = rows if symmetric else [slice(i, min(i + bs, len(x2))) for i in range(0, len(x2), bs)]
-    block = _block_fn(model, params, implementation)
+    block = _GramBlocks(model, params, implementation)
     keep = implementation == "jacobian" and (len(x1) + len(x2)) * num_params * 4 <= memory_bytes
     cache: dict = {}
 
@@ -84,7 +84,7 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     return gram
 
 
-class _block_fn:
+class _GramBlocks:
     """One block of the Gram, from inputs (or from Jacobian blocks already computed)."""
 
     def __init__(self, model, params, implementation: str):
@@ -108,10 +108,6 @@ class _block_fn:
         if not from_jacobians:
             a, b = self.jacobian(a), self.jacobian(b)
         return self._contract(a, b)
-
-
-def num_blocks(n: int, block_size: int) -> int:
-    return math.ceil(n / block_size)
 
 
 def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,

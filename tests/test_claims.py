@@ -63,3 +63,50 @@ def test_c1_compares_the_network_with_its_initial_entk():
 def test_unknown_claim_is_rejected_with_the_known_ids():
     with pytest.raises(ValueError, match=r"unknown claim 'C9'; known: .*C1"):
         get_claim("C9")
+
+
+def evolution_records(distance_end: float, velocity_late: float, mse_late: tuple[float, float],
+                      seeds=(0, 1, 2), jitter: float = 0.0, mse_jitter: float = 0.0):
+    """Checkpoint records of an evolution run at steps 0, 25, 50, 75, 100 (epochs = steps)."""
+    import pandas as pd
+
+    rows = []
+    for seed in seeds:
+        wobble = 1 + jitter * (seed - 1)
+        distance = [0.0, 0.2 * distance_end, 0.5 * distance_end, 0.8 * distance_end, distance_end]
+        final = mse_late[1] + mse_jitter * (seed - 1)
+        mse = [2.0, 1.5, mse_late[0], (mse_late[0] + final) / 2, final]
+        for i, step in enumerate((0, 25, 50, 75, 100)):
+            rows.append({"seed": seed, "step": step, "epoch": float(step),
+                         "distance_from_init": distance[i] * wobble,
+                         "velocity": None if step == 100 else velocity_late * wobble,
+                         "kernel_test_mse": mse[i]})
+    return pd.DataFrame(rows)
+
+
+C3 = get_claim("C3")
+
+
+@pytest.mark.parametrize("records, expected", [
+    pytest.param(evolution_records(0.5, 1e-3, (1.0, 0.8)), {m: HOLDS for m in C3.metrics}, id="evolving"),
+    pytest.param(evolution_records(1e-4, 1e-7, (1.0, 1.0)), {m: DOES_NOT_HOLD for m in C3.metrics}, id="frozen"),
+    pytest.param(evolution_records(0.0133, 1e-4, (1.0, 0.99), jitter=0.5, mse_jitter=0.02),
+                 {m: INCONCLUSIVE for m in C3.metrics}, id="noisy-at-thresholds"),
+])
+def test_evolution_verdicts(records, expected):
+    from ntkbench.claims import evaluate_evolution, evolution_statistics
+
+    per_seed, windows = evolution_statistics(C3, records)
+    verdicts = {m: evaluate_evolution(C3, m, per_seed[m], windows[m], reps=200)["verdict"] for m in C3.metrics}
+    assert verdicts == expected
+
+
+def test_evolution_statistics_and_windows():
+    from ntkbench.claims import evolution_statistics
+
+    per_seed, windows = evolution_statistics(C3, evolution_records(0.5, 2e-3, (1.0, 0.8)))
+    assert per_seed["distance_rising"] == pytest.approx([0.5 - 0.1] * 3)  # k = 25% of training
+    assert per_seed["late_velocity"] == pytest.approx([2e-3] * 3)
+    assert per_seed["late_kernel_improvement"] == pytest.approx([0.2] * 3)
+    assert windows == {"distance_rising": (25.0, 100.0), "late_velocity": (50.0, 100.0),
+                       "late_kernel_improvement": (50.0, 100.0)}

@@ -129,13 +129,13 @@ def gram_case(standard_network, request):
 def contract_calls(monkeypatch):
     """The ``from_jacobians`` flag of every block contraction."""
     calls = []
-    original = kernels._block_fn.contract
+    original = kernels._GramBlocks.contract
 
     def spy(self, a, b, from_jacobians):
         calls.append(from_jacobians)
         return original(self, a, b, from_jacobians)
 
-    monkeypatch.setattr(kernels._block_fn, "contract", spy)
+    monkeypatch.setattr(kernels._GramBlocks, "contract", spy)
     return calls
 
 

@@ -1,0 +1,40 @@
+"""Figures written from the experiments behind leaderboard rows."""
+
+import json
+
+import pandas as pd
+
+from ntkbench.plots import write_plots
+from ntkbench.report import leaderboard_frame
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_figures_for_each_case_and_metric(tiny_run, tmp_path):
+    rows = [*tiny_run.rows.values(), {"claim": "C1", "case": "zzz/mnist1d", "metric": "test_mse",
+                                      "verdict": "error", "error": "UnknownNameError: ..."}]
+    stale = tmp_path / "scaling-old-test_mse.png"
+    stale.write_bytes(PNG)
+    written = write_plots(leaderboard_frame(rows), tmp_path)
+    assert sorted(p.name for p in written) == ["scaling-mlp_mnist1d-test_error.png",
+                                               "scaling-mlp_mnist1d-test_mse.png"]
+    assert all(p.read_bytes().startswith(PNG) and p.stat().st_size > 10_000 for p in written)
+    assert not stale.exists()
+
+
+def test_evolution_figure_from_checkpoint_records(tmp_path):
+    records = [{"seed": s, "step": t, "epoch": t / 2, "distance_from_init": t / 100, "distance_to_final": 1 - t / 100,
+                "velocity": 0.01 if t < 100 else None, "kernel_test_mse": 1 - t / 200}
+               for s in (0, 1) for t in (0, 10, 50, 100)]
+    source = tmp_path / "entk_evolution-0123456789abcdef0123.json"
+    source.write_text(json.dumps({"spec": {"kind": "entk_evolution", "arch": "mlp", "dataset": "mnist1d", "n0": 64},
+                                  "records": records}))
+    frame = pd.DataFrame([{"claim": "C3", "case": "mlp/mnist1d", "metric": "late_velocity", "verdict": "holds",
+                           "source_paths": [str(source)]}])
+    (written,) = write_plots(frame, tmp_path / "plots")
+    assert written.name == "evolution-mlp-mnist1d-entk_evolution-0123456789abcdef0123.png"
+    assert written.read_bytes().startswith(PNG)
+
+
+def test_no_rows_no_figures(tmp_path):
+    assert write_plots(leaderboard_frame([]), tmp_path) == []
