@@ -79,8 +79,8 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
         data_kwargs=control.data_kwargs if control else (),
         train=tier.train if trains else None,
-        n0=tier.evolution_n if kind == "entk_evolution" else None,
-        **{k: v for k, v in case.variant if swept and k != "set"})
+        **{"n0": tier.evolution_n if kind == "entk_evolution" else None,
+           **{k: v for k, v in case.variant if swept and k != "set"}})
 
 
 def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:

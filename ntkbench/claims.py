@@ -155,6 +155,8 @@ def evolution_statistics(claim: EvolutionClaim, records: pd.DataFrame):
 def evaluate_evolution(claim: EvolutionClaim, metric: str, per_seed: np.ndarray, epochs: tuple[float, float],
                        reps: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """Verdict of one statistic: the bootstrap CI (over seeds) of its mean vs its threshold."""
+    if len(per_seed) == 0 or not np.all(np.isfinite(per_seed)):
+        raise ValueError(f"{metric} is undefined for these checkpoints (the late window needs two)")
     rng = np.random.default_rng(seed)
     means = rng.choice(per_seed, size=(reps, len(per_seed)), replace=True).mean(axis=1)
     low, high = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])

@@ -39,11 +39,12 @@ class TrainConfig:
             raise ValueError("steps, eval_every, batch_size and learning_rate must be positive")
 
 
-def checkpoint_steps(config: TrainConfig, n: int, count: int = 7) -> tuple[int, ...]:
-    """0 and ``count`` log-spaced step counts from 1/256 of a run on n samples to its end."""
+def checkpoint_steps(config: TrainConfig, n: int, count: int = 6) -> tuple[int, ...]:
+    """0, ``count`` log-spaced step counts from 1/256 of a run on n samples to its end, and
+    the half- and three-quarter marks (so that the second half holds three checkpoints)."""
     total = config.steps_for(n)
     steps = [int(round(s)) for s in _geomspace(max(total / 256, 1), total, count)]
-    return tuple(sorted({0, *steps}))
+    return tuple(sorted({0, *steps, total // 2, 3 * total // 4}))
 
 
 def _geomspace(start: float, stop: float, count: int) -> list[float]:

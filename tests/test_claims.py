@@ -1,5 +1,6 @@
 """Claim verdicts as pure functions of hand-built fits."""
 
+import numpy as np
 import pytest
 
 from ntkbench.claims import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, ScalingClaim, evaluate_scaling,
@@ -110,3 +111,10 @@ def test_evolution_statistics_and_windows():
     assert per_seed["late_kernel_improvement"] == pytest.approx([0.2] * 3)
     assert windows == {"distance_rising": (25.0, 100.0), "late_velocity": (50.0, 100.0),
                        "late_kernel_improvement": (50.0, 100.0)}
+
+
+def test_undefined_statistic_is_an_error_not_a_verdict():
+    from ntkbench.claims import evaluate_evolution
+
+    with pytest.raises(ValueError, match="late_velocity is undefined"):
+        evaluate_evolution(C3, "late_velocity", np.array([np.nan, np.nan]), (1.0, 2.0))

@@ -104,3 +104,12 @@ def test_max_epochs_caps_the_steps_of_small_training_sets(n, steps):
     config = TrainConfig(steps=100, batch_size=16, max_epochs=40)
     assert config.steps_for(n) == steps
     assert TrainConfig(steps=100).steps_for(n) == 100
+
+
+def test_checkpoints_are_log_spaced_with_two_in_the_second_half():
+    from ntkbench.train_config import checkpoint_steps
+
+    steps = checkpoint_steps(TrainConfig(steps=2000, batch_size=128, max_epochs=200), 512)
+    assert steps[0] == 0 and steps[-1] == 800  # 200 epochs of 4 steps
+    assert {400, 600} <= set(steps) and steps == tuple(sorted(set(steps)))
+    assert steps[1] <= 800 / 256 + 1
