@@ -56,6 +56,7 @@ def write_plots(frame: pd.DataFrame, directory: Path) -> list[Path]:
 
 def _scaling_figure(case: str, metric: str, paths: list[str], directory: Path) -> Path:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for path in paths:
@@ -72,6 +73,7 @@ def _scaling_figure(case: str, metric: str, paths: list[str], directory: Path) -
             ax.plot(n, loss, "o", label=label)
     ax.set(xscale="log", yscale="log", xlabel="training samples n", ylabel=f"{metric} (mean over seeds)",
            title=f"{case}: {metric}")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # crowded labels on short log ranges
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = directory / f"scaling-{_slug(case)}-{metric}.png"
