@@ -161,7 +161,7 @@ def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytest
     failed nor dropped) and its row says so. (The run registers in this process's registry:
     ``scratch_architectures`` drops that registration afterwards.)"""
     pytester.makeconftest(TWINLESS_CONFTEST)
-    pytester.makepyfile(test_c1_ntk_inf=BENCHMARK.replace('"C1"', '"C1\'"'))
+    pytester.makepyfile(test_twinless_ntk_inf=BENCHMARK.replace('"C1"', '"C1\'"'))
     settings = [*tiny_settings, "seeds=(0,)", "n_grid=(8,)"]  # short, should the network curve be computed
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "-rs", "--ntkbench-tier=smoke", "--ntkbench-arch=twinless",
