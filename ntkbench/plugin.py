@@ -9,6 +9,7 @@ the number of workers. Heavy imports (jax) happen only when a case runs.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -94,22 +95,22 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         from ntkbench.claims import HOLDS, NOT_APPLICABLE
         from ntkbench.experiments import NotApplicableError
 
-        outcome = None
+        finish = None  # how the test ends, called outside the except blocks (no chained report)
         try:
             row = run_case(case, ntkbench_tier, ntkbench_cache)
         except NotApplicableError as exc:
-            outcome = (pytest.skip, str(exc))
+            finish = functools.partial(pytest.skip, str(exc))
             row = error_row(case, ntkbench_tier, str(exc), NOT_APPLICABLE)
         except Exception as exc:  # every failure becomes an error row and a one-line failure
-            outcome = (pytest.fail, _one_line(exc))
-            row = error_row(case, ntkbench_tier, outcome[1])
-        if outcome is None and row.get("control") and row["verdict"] == HOLDS:
-            outcome = (pytest.fail, f"control {row['control']} came out '{HOLDS}' (expected "
-                                    f"'{row['expected']}'): the suite cannot tell this case apart")
+            row = error_row(case, ntkbench_tier, _one_line(exc))
+            finish = functools.partial(pytest.fail, row["error"], pytrace=False)
+        if finish is None and row.get("control") and row["verdict"] == HOLDS:
+            finish = functools.partial(
+                pytest.fail, f"control {row['control']} came out '{HOLDS}' (expected "
+                             f"'{row['expected']}'): the suite cannot tell this case apart", pytrace=False)
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
-        if outcome is not None:  # outside the except block: no chained exception report
-            end, message = outcome
-            end(message) if end is pytest.skip else end(message, pytrace=False)
+        if finish is not None:
+            finish()
         return row
 
     return evaluate

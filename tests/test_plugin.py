@@ -204,3 +204,28 @@ def test_plugin_does_not_import_jax_until_a_case_runs(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_a_control_that_comes_out_holds_fails(pytester):
+    """Controls must be able to say no: a control row with verdict "holds" fails its test."""
+    pytester.makeconftest("""
+import ntkbench.cases as cases
+
+def fake_run_case(case, tier, cache):
+    return {**cases.base_row(case, tier), "verdict": "holds", "error": ""}
+
+cases.run_case = fake_run_case
+""")
+    pytester.makepyfile(test_controls_holding="""
+import pytest
+
+
+@pytest.mark.ntkbench_controls
+def test_control(ntkbench_case, ntkbench_evaluate):
+    ntkbench_evaluate(ntkbench_case)
+""")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ntkbench-tier=smoke",
+                                           "--ntkbench-plots=none")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 1 and "passed" not in outcomes
+    result.stdout.fnmatch_lines(["*control C1:lazy came out 'holds'*the suite cannot tell this case apart*"])
