@@ -43,6 +43,12 @@ class Case:
         control = [f"({self.control.split(':')[1]} control)"] if self.control else []
         return " ".join([f"{self.arch}/{self.dataset}", *self.variant_text, *control])
 
+    @property
+    def family(self) -> str:
+        """The label without the pre-training size n0: C2's cases of every n0 form one
+        family (one figure, one α_after(n0) trend)."""
+        return dataclasses.replace(self, variant=tuple(v for v in self.variant if v[0] != "n0")).label
+
 
 def control_cases() -> list[Case]:
     """Every control's cases (one per metric)."""
@@ -116,7 +122,9 @@ def _sources(results) -> dict:
 
 
 def base_row(case: Case, tier: Tier) -> dict:
-    row = {"claim": case.claim, "case": case.label, "metric": case.metric, "tier": tier.name}
+    row = {"claim": case.claim, "case": case.label, "metric": case.metric, "tier": tier.name,
+           "arch": case.arch, "dataset": case.dataset, "variant": " ".join(case.variant_text),
+           "family": case.family, **{k: v for k, v in case.variant if k != "set"}}
     if case.control:
         row.update(claim=f"{case.claim} control", control=case.control,
                    expected=CONTROLS[case.control].expected)

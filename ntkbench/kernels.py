@@ -12,8 +12,6 @@ scalar function Σ_k f_k, used for every output. Two implementations give the sa
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,19 +110,24 @@ class _GramBlocks:
 
 def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,
                       batch_size: int = 128) -> np.ndarray:
-    """Analytic infinite-width NTK of a stax twin (one output), in blocks via ``nt.batch``."""
+    """Analytic infinite-width NTK of a stax twin (one output), in blocks via ``nt.batch``.
+
+    nt.batch needs blocks that divide both sizes, so each side is padded with copies of its
+    first row up to a multiple of the block size and the padding is cut off afterwards."""
     from ntkbench.nt_compat import nt
 
     x1 = twin.prepare(np.asarray(x1))
     x2 = x1 if x2 is None else twin.prepare(np.asarray(x2))
-    size = _divisor_at_most(math.gcd(len(x1), len(x2)), batch_size)
+    size = min(batch_size, max(len(x1), len(x2)))
     kernel_fn = nt.batch(twin.kernel_fn, batch_size=size, store_on_device=False)
-    return np.asarray(kernel_fn(x1, x2, "ntk"), dtype=np.float64)
+    gram = kernel_fn(_pad_rows(x1, size), _pad_rows(x2, size), "ntk")
+    return np.asarray(gram, dtype=np.float64)[:len(x1), :len(x2)]
 
 
-def _divisor_at_most(n: int, limit: int) -> int:
-    """The largest divisor of n not above limit (nt.batch needs batches that divide n)."""
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+    """x with copies of its first row appended up to a multiple of ``multiple`` rows."""
+    extra = -len(x) % multiple
+    return np.concatenate([x, np.repeat(x[:1], extra, axis=0)]) if extra else x
 
 
 def kernel_distance(k1: np.ndarray, k2: np.ndarray) -> float:

@@ -47,7 +47,7 @@ def write_plots(frame: pd.DataFrame, directory: Path) -> list[Path]:
             if Path(path).name.startswith("entk_evolution-"):
                 evolution.add(path)
             elif row["metric"] in ("test_mse", "test_error"):
-                sources.setdefault((row["case"].split(" n0=")[0], row["metric"]), set()).add(path)
+                sources.setdefault((row["family"], row["metric"]), set()).add(path)
     written = [_scaling_figure(case, metric, sorted(paths), directory)
                for (case, metric), paths in sorted(sources.items())]
     written += [_evolution_figure(path, directory) for path in sorted(evolution)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
 ORDER = ["claim", "case", "metric"]
-COLUMNS = ORDER + ["tier", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
+COLUMNS = ORDER + ["tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
                    "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
                    "gap_hi", "window_lo", "window_hi", "method", "points", "sources", "error"]
 
@@ -71,6 +72,10 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
     lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
     lines += [f"{mark} {source}" for source, mark in notes.items()]
     lines += ["", verdict_summary(frame)]
+    trend = after_kernel_trend(frame)
+    if not trend.empty:
+        lines += ["", "C2 secondary finding (reported, not required): α_after by pre-training size n0",
+                  tabulate(trend, headers="keys", tablefmt="github", showindex=False)]
     return "\n".join(lines)
 
 
@@ -82,3 +87,22 @@ def verdict_summary(frame: pd.DataFrame) -> str:
              **{verdict: int(row[verdict]) for verdict in counts.columns}}
             for claim, row in counts.iterrows()]
     return tabulate(rows, headers="keys", tablefmt="github")
+
+
+def after_kernel_trend(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per C2 family and metric: α_after(n0) with its CI in increasing n0, and whether the
+    point estimates grow with n0 ("grows", "falls", "mixed"; "one n0" when there is no trend)."""
+    if "n0" not in frame or "alpha_b" not in frame:
+        return pd.DataFrame()
+    after = frame[frame["claim"].eq("C2") & frame["n0"].notna() & frame["alpha_b"].notna()]
+    rows = []
+    for (family, metric), group in after.groupby(["family", "metric"], sort=True):
+        group = group.sort_values("n0")
+        steps = np.diff(group["alpha_b"].to_numpy(float))
+        trend = ("one n0" if steps.size == 0 else "grows" if np.all(steps > 0)
+                 else "falls" if np.all(steps < 0) else "mixed")
+        rows.append({"case": family, "metric": metric, "trend": trend,
+                     "α_after by n0 [CI]": "; ".join(
+                         f"{n0:.0f}: {_with_ci(r['alpha_b'], r['alpha_b_lo'], r['alpha_b_hi'])}"
+                         for n0, r in zip(group["n0"], group.to_dict("records")))})
+    return pd.DataFrame(rows)

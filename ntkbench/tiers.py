@@ -86,10 +86,10 @@ PAPER_ROBUSTNESS = (("*", ("learning_rate=0.0003",)), ("*", ("learning_rate=0.00
 
 TIERS = {
     "smoke": Tier("smoke", n_grid=(32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
-                  train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200, after_n0=(64,),
+                  train=TrainConfig(steps=150, eval_every=50), bootstrap_reps=200, after_n0=(32, 64),
                   evolution_n=128, robustness=(("mlp", ("optimizer='sgd'", "learning_rate=0.05")),)),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
-                  seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100, max_epochs=200), after_n0=(512,),
+                  seeds=(0, 1, 2), train=TrainConfig(steps=2000, eval_every=100, max_epochs=200), after_n0=(512, 2048),
                   evolution_n=512, robustness=SMALL_ROBUSTNESS),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4), train=TrainConfig(steps=8000, eval_every=200, max_epochs=400),

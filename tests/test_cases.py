@@ -50,7 +50,15 @@ def test_c2_has_one_case_per_after_n0(tiny_tier):
         n0 = dict(case.variant)["n0"]
         assert case.id == f"mlp-mnist1d-{case.metric}-n0={n0}"
         assert case.label == f"mlp/mnist1d n0={n0}"
+        assert case.family == "mlp/mnist1d"
     assert len({c.id for c in cases}) == len(cases)
+
+
+def test_family_drops_only_the_pre_training_size():
+    sgd = Case("C1b", "mlp", "mnist1d", "test_mse", (("set", ("mlp", ("optimizer='sgd'",))),))
+    assert sgd.family == sgd.label == "mlp/mnist1d optimizer='sgd'"
+    lazy = Case("C1", "mlp", "mnist1d", "test_mse", control="C1:lazy")
+    assert lazy.family == lazy.label == "mlp/mnist1d (lazy control)"
 
 
 def test_c2_without_a_tier_has_no_cases():

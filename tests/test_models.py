@@ -303,21 +303,22 @@ def batch_sizes(monkeypatch):
 
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_infinite_ntk_gram_in_blocks_equals_the_whole_kernel(name, batch_sizes):
-    """nt.batch needs blocks that divide both sizes: 12 x 8 points go in blocks of 2 (asking
-    for 3) or 4 (asking for 256), 12 x 12 in blocks of 3 or 12; the Gram is the same."""
+    """Sizes that no block size divides (13 x 7, a prime and a prime) are padded to whole
+    blocks: blocks of 3 (asked for) or of 13 (asking for 256, more than either size);
+    the Gram is the same as the unbatched kernel."""
     arch = ARCHITECTURES.get(name)
     twin = arch.twin(NUM_OUTPUTS, **small_kwargs(arch.build))
     shape = INPUT_SHAPES[arch.input_kind]
-    x1, x2 = inputs(12, shape, seed=7), inputs(8, shape, seed=8)
+    x1, x2 = inputs(13, shape, seed=7), inputs(7, shape, seed=8)
     kernel_fn = jax.jit(twin.kernel_fn, static_argnames="get")  # jit: eager stax is slow
     whole = np.asarray(kernel_fn(twin.prepare(x1), twin.prepare(x2), get="ntk"))  # no nt.batch
     for batch_size in (3, 256):
         gram = infinite_ntk_gram(twin, x1, x2, batch_size=batch_size)
-        assert gram.shape == (12, 8) and gram.dtype == np.float64
+        assert gram.shape == (13, 7) and gram.dtype == np.float64
         assert_close_relative(gram, whole, rtol=1e-5)
     small, large = (infinite_ntk_gram(twin, x1, batch_size=batch_size) for batch_size in (3, 256))
-    assert batch_sizes == [2, 4, 3, 12]
-    assert small.shape == (12, 12)
+    assert batch_sizes == [3, 13, 3, 13]
+    assert small.shape == (13, 13)
     assert_close_relative(small, large, rtol=1e-5)
     np.testing.assert_allclose(small, small.T, rtol=1e-5)
 

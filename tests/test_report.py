@@ -8,7 +8,7 @@ import pytest
 from ntkbench.cases import Case, base_row, error_row
 from ntkbench.claims import evaluate_scaling, get_claim
 from ntkbench.fit import PairedFit
-from ntkbench.report import format_leaderboard, leaderboard_frame
+from ntkbench.report import after_kernel_trend, format_leaderboard, leaderboard_frame
 from ntkbench.tiers import get_tier
 
 TIER = get_tier("smoke")
@@ -118,3 +118,32 @@ def test_verdict_summary_counts_each_claims_verdicts():
     verdicts = [r["verdict"] for r in ROWS if r["claim"] == "C1"]
     assert int(cells["cases"]) == len(verdicts)
     assert all(int(cells[v]) == verdicts.count(v) for v in set(verdicts))
+
+
+def after_row(arch: str, n0: int, alpha_after: float, metric: str = "test_mse") -> dict:
+    fit = PairedFit(alpha_a=0.6, alpha_a_ci=(0.5, 0.7), alpha_b=alpha_after,
+                    alpha_b_ci=(alpha_after - 0.05, alpha_after + 0.05), gap=0.6 - alpha_after,
+                    gap_ci=(0.5 - alpha_after, 0.7 - alpha_after), window=(128, 2048), method="auto", points=5)
+    case = Case("C2", arch, "mnist1d", metric, (("n0", n0),))
+    return {**base_row(case, TIER), **evaluate_scaling(get_claim("C2"), fit), "sources": SOURCE, "error": ""}
+
+
+@pytest.mark.parametrize("alphas, trend", [((0.2, 0.3, 0.4), "grows"), ((0.4, 0.3, 0.2), "falls"),
+                                            ((0.2, 0.4, 0.3), "mixed"), ((0.3,), "one n0")])
+def test_after_kernel_trend_follows_alpha_after_in_increasing_n0(alphas, trend):
+    """``alphas`` in increasing n0; the rows arrive in reverse order."""
+    by_n0 = list(zip((512, 2048, 8192), alphas))
+    rows = [after_row("mlp", n0, alpha) for n0, alpha in reversed(by_n0)] + ROWS
+    (row,) = after_kernel_trend(leaderboard_frame(rows)).to_dict("records")
+    assert (row["case"], row["metric"], row["trend"]) == ("mlp/mnist1d", "test_mse", trend)
+    assert row["α_after by n0 [CI]"] == "; ".join(
+        f"{n0}: {a:.3f} [{a - 0.05:.3f}, {a + 0.05:.3f}]" for n0, a in by_n0)
+
+
+def test_after_kernel_trend_is_printed_under_the_table_only_with_c2_rows():
+    rows = [after_row("mlp", 512, 0.2), after_row("mlp", 2048, 0.3), after_row("cnn1d", 512, 0.5)]
+    text = format_leaderboard(leaderboard_frame(rows + ROWS))
+    assert "α_after by pre-training size n0" in text.split("\n\n")[-1]
+    assert "| mlp/mnist1d   | test_mse | grows" in text
+    assert "| cnn1d/mnist1d | test_mse | one n0" in text
+    assert "α_after" not in format_leaderboard(leaderboard_frame(ROWS))
