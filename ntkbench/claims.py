@@ -36,6 +36,8 @@ class ScalingClaim:
     # (spec field, tier field): one case per value of the tier field; the field "set" takes
     # (architecture, overrides) pairs applied to the whole tier instead of a spec field
     sweep: tuple[str, str] | None = None
+    # largest change of the gap or either exponent that still matches a reference row
+    drift_tolerance: float = 0.02
 
 
 CLAIMS: dict[str, ScalingClaim] = {}
@@ -80,7 +82,7 @@ def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
     return {
         "verdict": scaling_verdict(fit.gap_ci, claim.margin),
         "expected": claim.expected,
-        "margin": claim.margin,
+        "margin": claim.margin, "tolerance": claim.drift_tolerance,
         "curve_a": CURVE_NAMES.get(claim.a, claim.a),
         "curve_b": CURVE_NAMES.get(claim.b, claim.b),
         "alpha_a": fit.alpha_a, "alpha_a_lo": fit.alpha_a_ci[0], "alpha_a_hi": fit.alpha_a_ci[1],
@@ -125,6 +127,10 @@ class EvolutionClaim:
         return {"distance_rising": self.distance_margin, "late_velocity": self.velocity_eps,
                 "late_kernel_improvement": self.improvement_margin}[metric]
 
+    def tolerance(self, metric: str) -> float:
+        """Largest change of a statistic that still matches a reference row: half its threshold."""
+        return self.threshold(metric) / 2
+
 
 register_claim(EvolutionClaim("C3", "the eNTK keeps evolving through most of training"))
 
@@ -163,7 +169,7 @@ def evaluate_evolution(claim: EvolutionClaim, metric: str, per_seed: np.ndarray,
     threshold = claim.threshold(metric)
     return {
         "verdict": scaling_verdict((float(low), float(high)), threshold),
-        "expected": claim.expected, "margin": threshold,
+        "expected": claim.expected, "margin": threshold, "tolerance": claim.tolerance(metric),
         "gap": float(per_seed.mean()), "gap_lo": float(low), "gap_hi": float(high),
         "window_lo": epochs[0], "window_hi": epochs[1], "method": "epochs", "points": len(per_seed),
     }

@@ -46,7 +46,7 @@ def check_applicable(kind: str, arch: str) -> None:
     """Raise NotApplicableError before anything is computed for a case that cannot run."""
     if kind == "ntk_inf":
         stax_twin(arch)
-KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
+KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "neural-tangents", "mnist1d", "numpy", "scipy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +100,9 @@ class ExperimentSpec:
 
 
 @functools.cache
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = KEYED_PACKAGES) -> dict[str, str]:
     found = {}
-    for name in KEYED_PACKAGES:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

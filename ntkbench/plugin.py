@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROW_PROPERTY = "ntkbench_row"
-SETTINGS_KEY = pytest.StashKey[dict]()
+from ntkbench.session import ROW_PROPERTY, SETTINGS_KEY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,19 +34,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ntkbench-cache-dir", default=None,
                     help="experiment cache (default: $NTKBENCH_CACHE_DIR/experiments or "
                          "~/.cache/ntkbench/experiments)")
+    group.addoption("--ntkbench-references", default="reference_results", metavar="DIR",
+                    help="reference tables, <tier>-<device kind>.csv (relative to the rootdir; "
+                         "default reference_results)")
+    group.addoption("--ntkbench-update-references", action="store_true",
+                    help="write the rows of cases that drifted or are new into the reference table")
+    group.addoption("--ntkbench-regen-references", action="store_true",
+                    help="rewrite the reference row of every case this run produced")
+    group.addoption("--ntkbench-fail-on", default="control", metavar="LIST",
+                    help="comma-separated outcomes that fail a case besides errors: control (a control "
+                         "came out 'holds'), drift (reference drift or lost numbers), unexpected (a "
+                         "verdict other than the claim's expected one); 'none' for nothing "
+                         "(default: control)")
+    group.addoption("--ntkbench-report", default=None, metavar="DIR",
+                    help="write leaderboard.md, index.html and results.json to DIR")
+    group.addoption("--ntkbench-save-run", action="store_true",
+                    help="store this run's record in the run store (see the ntkbench command)")
+    group.addoption("--ntkbench-runs-dir", default=".ntkbench/runs", metavar="DIR",
+                    help="run store, relative to the rootdir (default .ntkbench/runs)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ntkbench_claim(id): parametrise this test over the claim's cases")
     config.addinivalue_line("markers", "ntkbench_controls: parametrise this test over the control cases")
-    config.pluginmanager.register(Leaderboard(config), "ntkbench-leaderboard")
-    from ntkbench.tiers import get_tier
+    from ntkbench.session import SessionOutputs, settings
 
     try:
-        tier = get_tier(config.getoption("ntkbench_tier")).with_overrides(config.getoption("ntkbench_set"))
-    except ValueError as exc:
+        config.stash[SETTINGS_KEY] = settings(config)
+    except (ValueError, OSError) as exc:
         raise pytest.UsageError(f"ntkbench: {exc}") from None
-    config.stash[SETTINGS_KEY] = {"tier": tier}
+    config.pluginmanager.register(SessionOutputs(config), "ntkbench-outputs")
 
 
 def _names(option: str | None) -> list[str] | None:
@@ -86,14 +102,27 @@ def ntkbench_cache(pytestconfig: pytest.Config):
     return ExperimentCache(Path(root) if root else None)
 
 
+@pytest.fixture(scope="session")
+def ntkbench_references(pytestconfig: pytest.Config):
+    """The reference table this run is compared with (its tier, this process's device kind)."""
+    from ntkbench.references import ReferenceTable, find_table
+    from ntkbench.metadata import device_kind
+
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    return ReferenceTable.load(find_table(settings["references"], settings["tier"].name, device_kind()))
+
+
 @pytest.fixture
-def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_cache):
-    """Run one case; record its row; fail the test with a one-line message on error."""
+def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_cache, ntkbench_references):
+    """Run one case, compare it with its reference row and record the row; fail the test
+    with a one-line message on an error or an outcome named by ``--ntkbench-fail-on``."""
+    settings = request.config.stash[SETTINGS_KEY]
 
     def evaluate(case) -> dict:
         from ntkbench.cases import error_row, run_case
-        from ntkbench.claims import HOLDS, NOT_APPLICABLE
+        from ntkbench.claims import NOT_APPLICABLE
         from ntkbench.experiments import NotApplicableError
+        from ntkbench.session import outcome_failure
 
         finish = None  # how the test ends, called outside the except blocks (no chained report)
         try:
@@ -104,10 +133,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         except Exception as exc:  # every failure becomes an error row and a one-line failure
             row = error_row(case, ntkbench_tier, _one_line(exc))
             finish = functools.partial(pytest.fail, row["error"], pytrace=False)
-        if finish is None and row.get("control") and row["verdict"] == HOLDS:
-            finish = functools.partial(
-                pytest.fail, f"control {row['control']} came out '{HOLDS}' (expected "
-                             f"'{row['expected']}'): the suite cannot tell this case apart", pytrace=False)
+        row.update(ntkbench_references.compare(row))
+        if finish is None and (failure := outcome_failure(row, settings["fail_on"])):
+            finish = functools.partial(pytest.fail, failure, pytrace=False)
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
         if finish is not None:
             finish()
@@ -121,33 +149,3 @@ def _one_line(exc: BaseException) -> str:
     if "RESOURCE_EXHAUSTED" in text or isinstance(exc, MemoryError):
         text = f"out of memory: {text[:200]} (lower the tier or the kernel block size)"
     return f"{type(exc).__name__}: {text}"
-
-
-class Leaderboard:
-    """Collects rows from test reports (local or forwarded by xdist workers) and prints them."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        self.rows: list[dict] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.rows.extend(json.loads(value) for name, value in report.user_properties
-                         if name == ROW_PROPERTY and report.when == "call")
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.rows or hasattr(self.config, "workerinput"):
-            return
-        from ntkbench.report import format_leaderboard, leaderboard_frame
-
-        tier = self.config.stash[SETTINGS_KEY]["tier"]
-        frame = leaderboard_frame(self.rows)
-        terminalreporter.write_sep("=", f"ntkbench leaderboard (tier: {tier.name})")
-        terminalreporter.write_line(format_leaderboard(frame))
-        plots = self.config.getoption("ntkbench_plots")
-        if plots != "none":
-            from ntkbench.plots import write_plots
-
-            directory = self.config.rootpath / plots / tier.name
-            written = write_plots(frame, directory)
-            if written:
-                terminalreporter.write_line(f"ntkbench plots: {len(written)} figures in {directory}")

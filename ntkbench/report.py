@@ -9,9 +9,11 @@ import pandas as pd
 from tabulate import tabulate
 
 ORDER = ["claim", "case", "metric"]
+TREND_TITLE = "C2 secondary finding (reported, not required): α_after by pre-training size n0"
 COLUMNS = ORDER + ["tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
                    "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
-                   "gap_hi", "window_lo", "window_hi", "method", "points", "sources", "error"]
+                   "gap_hi", "window_lo", "window_hi", "method", "points", "tolerance", "reference",
+                   "reference_detail", "reference_value", "reference_device", "sources", "error"]
 
 
 def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
@@ -47,11 +49,9 @@ def _with_ci(value, low, high) -> str:
     return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
-def format_leaderboard(frame: pd.DataFrame) -> str:
-    """The terminal table (exponents and gap with 95% CIs, window, verdict), then the list
-    of experiments the numbers came from, which the ``source`` column points into."""
-    if frame.empty:
-        return "no ntkbench results"
+def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
+    """The displayed table (one dict of cell texts per row: exponents and gap with 95% CIs,
+    window, verdict, reference status) and the sources it cites, {source: mark}."""
     table, notes = [], {}
 
     def cite(sources: str) -> str:
@@ -60,33 +60,48 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
 
     for row in frame.to_dict("records"):
         measured = _present(row.get("gap"))
-        table.append({
+        cells = {
             "claim": row["claim"], "case": row["case"], "metric": row["metric"],
             "α_a [CI]": _alpha(row, "a"), "α_b [CI]": _alpha(row, "b"),
             "gap or statistic [CI]": _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
             "δ": f"{row['margin']:g}" if measured else "—",
             "window": _window(row) if measured else "—",
             "verdict": row["verdict"],
-            "source": cite(row["sources"]) if measured else row["error"],
-        })
+        }
+        if "reference" in frame:
+            detail = row.get("reference_detail")
+            cells["reference"] = f"{row['reference']}: {detail}" if isinstance(detail, str) and detail \
+                else row["reference"] if isinstance(row["reference"], str) else ""
+        cells["source"] = cite(row["sources"]) if measured else row["error"]
+        table.append(cells)
+    return table, notes
+
+
+def format_leaderboard(frame: pd.DataFrame) -> str:
+    """The terminal (and Markdown) table, the experiments its ``source`` column points to,
+    the verdict counts per claim and C2's α_after(n0) trend."""
+    if frame.empty:
+        return "no ntkbench results"
+    table, notes = leaderboard_table(frame)
     lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
     lines += [f"{mark} {source}" for source, mark in notes.items()]
     lines += ["", verdict_summary(frame)]
     trend = after_kernel_trend(frame)
     if not trend.empty:
-        lines += ["", "C2 secondary finding (reported, not required): α_after by pre-training size n0",
-                  tabulate(trend, headers="keys", tablefmt="github", showindex=False)]
+        lines += ["", TREND_TITLE, tabulate(trend, headers="keys", tablefmt="github", showindex=False)]
     return "\n".join(lines)
 
 
-def verdict_summary(frame: pd.DataFrame) -> str:
-    """One line per claim (and per control family): how many of its cases got each verdict,
+def verdict_counts(frame: pd.DataFrame) -> list[dict]:
+    """One row per claim (and per control family): how many of its cases got each verdict,
     so that a sweep such as C1b can be read at a glance."""
     counts = frame.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
-    rows = [{"claim": claim, "cases": int(row.sum()),
-             **{verdict: int(row[verdict]) for verdict in counts.columns}}
+    return [{"claim": claim, "cases": int(row.sum()), **{verdict: int(row[verdict]) for verdict in counts.columns}}
             for claim, row in counts.iterrows()]
-    return tabulate(rows, headers="keys", tablefmt="github")
+
+
+def verdict_summary(frame: pd.DataFrame) -> str:
+    return tabulate(verdict_counts(frame), headers="keys", tablefmt="github")
 
 
 def after_kernel_trend(frame: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,7 @@ def test_evaluate_scaling_reports_every_number_and_the_verdict(gap_ci, verdict):
     claim = ScalingClaim("X", "a beats b", a="nn", b="entk_init", margin=MARGIN)
     fit = paired_fit(gap_ci)
     assert evaluate_scaling(claim, fit) == {
-        "verdict": verdict, "expected": HOLDS, "margin": MARGIN,
+        "verdict": verdict, "expected": HOLDS, "margin": MARGIN, "tolerance": claim.drift_tolerance,
         "curve_a": "NN", "curve_b": "eNTK(init)",
         "alpha_a": 0.6, "alpha_a_lo": 0.5, "alpha_a_hi": 0.7,
         "alpha_b": 0.3, "alpha_b_lo": 0.2, "alpha_b_hi": 0.4,

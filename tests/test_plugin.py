@@ -58,11 +58,14 @@ def leaderboard_section(result) -> list[str]:
     return lines[start:end]
 
 
-def table_rows(lines: list[str]) -> dict[tuple, list[str]]:
-    """Leaderboard table rows by (claim, case, metric): the cells, without the source column."""
+def table_rows(lines: list[str]) -> dict[tuple, dict[str, str]]:
+    """Leaderboard table rows by (claim, case, metric): {column: cell}, without the source column."""
     table = lines[:lines.index("")] if "" in lines else lines  # the verdict summary follows a blank line
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table if line.startswith("| C1")]
-    return {tuple(cells[:3]): cells[:-1] for cells in rows}
+    header = next(line for line in table if line.startswith("| claim"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    rows = [dict(zip(columns, (cell.strip() for cell in line.strip("|").split("|"))))
+            for line in table if line.startswith("| C1")]
+    return {(r["claim"], r["case"], r["metric"]): {k: v for k, v in r.items() if k != "source"} for r in rows}
 
 
 def leaderboard_rows(result) -> dict[tuple, list[str]]:
@@ -95,9 +98,10 @@ def test_leaderboard_has_one_row_per_case(run, tiny_run):
     result.assert_outcomes(passed=2)
     rows = leaderboard_rows(result)
     assert sorted(rows) == MLP_KEYS
-    assert {cells[-1] for cells in rows.values()} <= VERDICTS
-    # The numbers are those of the same cases run in-process.
-    assert rows == table_rows(format_leaderboard(leaderboard_frame(list(tiny_run.rows.values()))).splitlines())
+    assert {cells["verdict"] for cells in rows.values()} <= VERDICTS
+    # The numbers are those of the same cases run in-process; no reference table: both new.
+    in_process = [{**row, "reference": "new", "reference_detail": ""} for row in tiny_run.rows.values()]
+    assert rows == table_rows(format_leaderboard(leaderboard_frame(in_process)).splitlines())
 
 
 def test_second_run_loads_the_experiments_from_the_cache(run, warm_cache):
@@ -137,9 +141,9 @@ def test_failing_case_fails_in_one_line_and_gets_an_error_row(run, args, failing
         assert len(body) == 1 and re.fullmatch(message, body[0]), body
     rows = leaderboard_rows(result)
     assert len(rows) == passed + len(failing)
-    error_rows = [key for key, cells in rows.items() if cells[-1] == "error"]
+    error_rows = [key for key, cells in rows.items() if cells["verdict"] == "error"]
     assert len(error_rows) == len(failing)
-    assert all(cells[-1] in VERDICTS for key, cells in rows.items() if key not in error_rows)
+    assert all(cells["verdict"] in VERDICTS for key, cells in rows.items() if key not in error_rows)
     assert all(re.search(message, line) for line in leaderboard_section(result) if "| error " in line)
 
 
@@ -173,7 +177,7 @@ def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytest
     assert sum(int(match.group(1)) for match in skipped if match) == 2
     rows = leaderboard_rows(result)
     assert sorted(rows) == [("C1'", "twinless/mnist1d", metric) for metric in ("test_error", "test_mse")]
-    assert {cells[-1] for cells in rows.values()} == {"not applicable"}
+    assert {cells["verdict"] for cells in rows.values()} == {"not applicable"}
     assert all(message in line for line in leaderboard_section(result) if "| not applicable " in line)
 
 

@@ -1,0 +1,97 @@
+"""``ntkbench``: the stored runs, their comparison (exit status for CI) and their history.
+
+    ntkbench runs                       list stored runs (saved with --ntkbench-save-run)
+    ntkbench compare RUN [BASELINE]     RUN against BASELINE (default: the run before it)
+    ntkbench compare RUN --references   RUN against the reference table of its tier
+    ntkbench history [-o FILE]          HTML view of every statistic across runs
+
+``compare`` exits 1 when a case drifted or lost its numbers, 0 otherwise, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ntkbench.runs import DEFAULT_DIR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntkbench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs-dir", default=DEFAULT_DIR, type=Path, help=f"run store (default {DEFAULT_DIR})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("runs", help="list stored runs")
+    compare = commands.add_parser("compare", help="compare a run with another run or with the references")
+    compare.add_argument("run", help="run id, unique id prefix, path, or latest / -1 / -2 …")
+    compare.add_argument("baseline", nargs="?", help="run to compare with (default: the run before)")
+    compare.add_argument("--references", nargs="?", const="reference_results", type=Path, metavar="DIR",
+                         help="compare with DIR/<tier>-<device kind>.csv instead (default DIR: reference_results)")
+    history = commands.add_parser("history", help="write the HTML history of every statistic")
+    history.add_argument("-o", "--output", type=Path, default=Path(".ntkbench/history.html"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"runs": _runs, "compare": _compare, "history": _history}[args.command](args)
+    except (ValueError, OSError) as exc:
+        print(f"ntkbench: {exc}", file=sys.stderr)
+        return 2
+
+
+def _runs(args) -> int:
+    from ntkbench.outputs import markdown_table
+    from ntkbench.runs import list_runs, run_summary
+
+    runs = list_runs(args.runs_dir)
+    print(markdown_table([run_summary(p) for p in runs]) if runs else f"no runs in {args.runs_dir}")
+    return 0
+
+
+def _compare(args) -> int:
+    from ntkbench.outputs import load_results, markdown_table, references_note
+    from ntkbench.references import DRIFT, MISSING, ReferenceTable, compare_rows, find_table, table_from_results
+    from ntkbench.runs import find_run, list_runs
+
+    path = find_run(args.runs_dir, args.run)
+    frame = load_results(path)
+    meta = frame.attrs["metadata"]
+    if args.references is not None:
+        table = ReferenceTable.load(find_table(args.references, meta.get("tier"), meta.get("device_kind")))
+        kinds = sorted(table.device_kinds)
+    else:
+        if args.baseline:
+            base_path = find_run(args.runs_dir, args.baseline)
+        else:
+            earlier = [p for p in list_runs(args.runs_dir) if p.name < path.name]
+            if not earlier:
+                raise ValueError(f"{path.stem} is the oldest stored run; name a baseline")
+            base_path = earlier[-1]
+        base = load_results(base_path)
+        table = table_from_results(base, base.attrs["metadata"], base_path)
+        kinds = [base.attrs["metadata"].get("device_kind")]
+    rows = compare_rows(table, frame.to_dict("records"))
+    print(f"{path.stem} vs {table.path}")
+    note = references_note({"path": str(table.path), "device_kind": meta.get("device_kind"), "device_kinds": kinds})
+    if meta.get("device_kind") not in kinds and kinds:
+        print(note)
+    print(markdown_table(rows))
+    bad = [r for r in rows if r["status"] in (DRIFT, MISSING)]
+    print(f"{len(bad)} of {len(frame)} cases drifted or lost their numbers" if bad else "no drift")
+    return 1 if bad else 0
+
+
+def _history(args) -> int:
+    from ntkbench.history import history_html
+    from ntkbench.runs import list_runs
+    from ntkbench.storage import atomic_write_bytes
+
+    atomic_write_bytes(args.output, history_html(list_runs(args.runs_dir)).encode("utf-8"))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""What a pytest session does with its rows: settings read once, which outcomes fail a case,
+and, on the controller only, the leaderboard, figures, reference tables, report and run
+record. Rows reach the controller in each test report's ``user_properties``, which
+pytest-xdist forwards, so ``-n 2`` prints one leaderboard and writes one set of files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROW_PROPERTY = "ntkbench_row"
+SETTINGS_KEY = pytest.StashKey[dict]()
+FAIL_ON = ("control", "drift", "unexpected")
+
+
+def settings(config: pytest.Config) -> dict:
+    """Options resolved and checked before anything runs; bad input raises ValueError/OSError
+    with one line (a malformed reference table names its file and line)."""
+    from ntkbench.tiers import get_tier
+
+    option = config.getoption
+    tier = get_tier(option("ntkbench_tier")).with_overrides(option("ntkbench_set"))
+    fail_on = {name.strip() for name in option("ntkbench_fail_on").split(",") if name.strip()} - {"none"}
+    if fail_on - set(FAIL_ON):
+        raise ValueError(f"--ntkbench-fail-on: unknown {', '.join(sorted(fail_on - set(FAIL_ON)))}; "
+                         f"choose from {', '.join(FAIL_ON)} or none")
+    if option("ntkbench_update_references") and option("ntkbench_regen_references"):
+        raise ValueError("--ntkbench-update-references and --ntkbench-regen-references exclude each other")
+    references = config.rootpath / option("ntkbench_references")
+    paper = _check_references(references, tier.name)
+    report = option("ntkbench_report")
+    if report and not hasattr(config, "workerinput"):
+        from ntkbench.outputs import check_writable
+
+        check_writable(Path(report))
+    return {"tier": tier, "fail_on": fail_on, "references": references, "paper": paper,
+            "report": Path(report) if report else None,
+            "mode": "update" if option("ntkbench_update_references")
+            else "regenerate" if option("ntkbench_regen_references") else None}
+
+
+def _check_references(directory: Path, tier: str) -> dict:
+    """Validate every reference table of the tier and the paper's expectations, if any."""
+    if not directory.is_dir():
+        return {}
+    from ntkbench.references import ReferenceTable, paper_expectations
+
+    for path in sorted(directory.glob(f"{tier}-*.csv")):
+        ReferenceTable.load(path)
+    paper = directory / "paper.csv"
+    return paper_expectations(paper) if paper.exists() else {}
+
+
+def outcome_failure(row: dict, fail_on: set[str]) -> str | None:
+    """Why this row fails its test under ``--ntkbench-fail-on``, or None."""
+    from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE
+    from ntkbench.references import DRIFT, MISSING
+
+    if "control" in fail_on and row.get("control") and row["verdict"] == HOLDS:
+        return (f"control {row['control']} came out '{HOLDS}' (expected '{row['expected']}'): "
+                "the suite cannot tell this case apart")
+    if "drift" in fail_on and row.get("reference") in (DRIFT, MISSING):
+        return f"reference {row['reference']}: {row['reference_detail']}"
+    if ("unexpected" in fail_on and not row.get("control") and row["verdict"] in (DOES_NOT_HOLD, INCONCLUSIVE)
+            and row["verdict"] != row.get("expected")):
+        return f"{row['claim']} expected '{row['expected']}', got '{row['verdict']}'"
+    return None
+
+
+class SessionOutputs:
+    """Collects rows from test reports (local or forwarded by xdist workers); at the end of
+    the session writes the files asked for and prints the leaderboard."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.rows: list[dict] = []
+        self.lines: list[str] = []
+        self.frame = None
+        self.metadata: dict = {}
+        self.references: dict = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.rows.extend(json.loads(value) for name, value in report.user_properties
+                         if name == ROW_PROPERTY and report.when == "call")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.rows or hasattr(self.config, "workerinput"):
+            return
+        from ntkbench.report import leaderboard_frame
+
+        self.frame = leaderboard_frame(self.rows)
+        try:
+            self._write()
+        except (OSError, ValueError) as exc:
+            self.lines.append(f"ntkbench: {exc}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write(self) -> None:
+        from ntkbench.metadata import environment
+        from ntkbench.outputs import results_document, write_report
+        from ntkbench.references import ReferenceTable, find_table, table_path
+
+        stash = self.config.stash[SETTINGS_KEY]
+        tier, root = stash["tier"], self.config.rootpath
+        self.metadata = {**environment(root), "tier": tier.name, "settings": list(self.config.getoption("ntkbench_set"))}
+        kind = self.metadata["device_kind"]
+        found = find_table(stash["references"], tier.name, kind)
+        compared = ReferenceTable.load(found)
+        self.references = references = {"path": str(found.relative_to(root) if found.is_relative_to(root) else found), "device_kind": kind,
+                                        "device_kinds": sorted(compared.device_kinds)}
+        figures = self._plots()
+        if stash["mode"]:
+            own = table_path(stash["references"], tier.name, kind)
+            base = compared if found == own else ReferenceTable(own, {})
+            merged, written = base.merged(self.rows, stash["mode"] if found == own else "regenerate", self.metadata)
+            merged.write()
+            self.lines.append(f"ntkbench references: {written} rows written to {own} ({len(merged.rows)} in the table)")
+        if stash["report"]:
+            write_report(stash["report"], self.frame, self.metadata, references, figures, stash["paper"])
+            self.lines.append(f"ntkbench report: {stash['report']}/index.html, leaderboard.md, results.json")
+        if self.config.getoption("ntkbench_save_run"):
+            from ntkbench.runs import save_run
+
+            path = save_run(root / self.config.getoption("ntkbench_runs_dir"),
+                            results_document(self.frame, self.metadata, references))
+            self.lines.append(f"ntkbench run saved: {path.stem} ({path})")
+
+    def _plots(self) -> list[Path]:
+        plots = self.config.getoption("ntkbench_plots")
+        if plots == "none":
+            return []
+        from ntkbench.plots import write_plots
+
+        directory = self.config.rootpath / plots / self.config.stash[SETTINGS_KEY]["tier"].name
+        written = write_plots(self.frame, directory)
+        if written:
+            self.lines.append(f"ntkbench plots: {len(written)} figures in {directory}")
+        return written
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.frame is None:
+            return
+        from ntkbench.outputs import describe, references_note
+        from ntkbench.report import format_leaderboard
+
+        tier = self.config.stash[SETTINGS_KEY]["tier"]
+        terminalreporter.write_sep("=", f"ntkbench leaderboard (tier: {tier.name})")
+        for line in (describe(self.metadata), references_note(self.references)):
+            if line:
+                terminalreporter.write_line(line)
+        terminalreporter.write_line(format_leaderboard(self.frame))
+        for line in self.lines:
+            terminalreporter.write_line(line)
