@@ -4,7 +4,8 @@ A benchmark module marks its test with ``@pytest.mark.ntkbench_claim("C1")`` and
 the ``ntkbench_case`` and ``ntkbench_evaluate`` fixtures; the plugin parametrises the test
 over every case of the claim. Rows travel to the controller in each test report's
 ``user_properties`` (which pytest-xdist forwards), so one leaderboard is printed whatever
-the number of workers. Heavy imports (jax) happen only when a case runs.
+the number of workers; ntkbench.session writes the files at the end. Heavy imports (jax)
+happen only when a case runs.
 """
 
 from __future__ import annotations

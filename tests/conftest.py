@@ -109,3 +109,16 @@ def tiny_run(tiny_tier, tmp_path_factory, use_cache_dir):
         rows = {case.metric: run_case(case, tiny_tier, cache)
                 for case in cases_for("C1", ["mlp"], ["mnist1d"])}
     return types.SimpleNamespace(rows=rows, cache=cache)
+
+
+@pytest.fixture
+def warm_cache(tiny_run):
+    """The experiment cache directory of the session's tiny run."""
+    return tiny_run.cache.root
+
+
+@pytest.fixture
+def tiny_pytest_args(tiny_settings, warm_cache) -> list[str]:
+    """Options for a pytester run of benchmark modules: tiny tier, the MLP, the warm cache."""
+    return ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
+            *(f"--ntkbench-set={setting}" for setting in tiny_settings), f"--ntkbench-cache-dir={warm_cache}"]

@@ -31,21 +31,13 @@ VERDICTS = {"holds", "does not hold", "inconclusive"}
 
 
 @pytest.fixture
-def warm_cache(tiny_run):
-    """The experiment cache directory of the session's tiny run."""
-    return tiny_run.cache.root
-
-
-@pytest.fixture
-def run(pytester, tiny_settings, warm_cache):
+def run(pytester, tiny_pytest_args):
     """``run(*args, subprocess=False)``: pytest on the benchmark module, tiny tier, warm cache."""
     pytester.makepyfile(test_c1=BENCHMARK)
-    options = ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
-               *(f"--ntkbench-set={setting}" for setting in tiny_settings)]
 
     def run_pytest(*args, subprocess=False):
         runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest_inprocess
-        return runner(*options, f"--ntkbench-cache-dir={warm_cache}", *args)
+        return runner(*tiny_pytest_args, *args)
 
     return run_pytest
 
