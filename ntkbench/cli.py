@@ -59,7 +59,10 @@ def _compare(args) -> int:
     frame = load_results(path)
     meta = frame.attrs["metadata"]
     if args.references is not None:
-        table = ReferenceTable.load(find_table(args.references, meta.get("tier"), meta.get("device_kind")))
+        found = find_table(args.references, meta.get("tier"), meta.get("device_kind"))
+        if not found.exists():
+            raise ValueError(f"{args.references}: no reference table for tier {meta.get('tier')!r}")
+        table = ReferenceTable.load(found)
         kinds = sorted(table.device_kinds)
     else:
         if args.baseline:

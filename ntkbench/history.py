@@ -12,28 +12,27 @@ import numpy as np
 import pandas as pd
 
 from ntkbench.outputs import STYLE, _html_table
-from ntkbench.references import DRIFT, table_from_results
+from ntkbench.references import DRIFT, ReferenceTable, table_from_results
 
 KEY = ["claim", "case", "metric"]
 
 
 def history_frame(runs: list[Path]) -> pd.DataFrame:
     """One row per (run, claim, case, metric), runs in store order, with ``drift``: whether
-    the case drifted from the previous run that had it."""
+    the case drifted from the latest earlier run of the same tier that had it."""
     from ntkbench.outputs import load_results
 
-    frames, previous = [], None
+    frames, known = [], {}  # known: tier → {case key: its latest reference row}
     for index, path in enumerate(runs):
         frame = load_results(path)
         meta = frame.attrs["metadata"]
         if frame.empty:
             continue
-        drift = [False] * len(frame)
-        if previous is not None:
-            table = table_from_results(*previous, path)
-            drift = [table.compare(row)["reference"] == DRIFT for row in frame.to_dict("records")]
+        earlier = known.setdefault(meta.get("tier"), {})
+        table = ReferenceTable(path, dict(earlier))
+        drift = [table.compare(row)["reference"] == DRIFT for row in frame.to_dict("records")]
         frames.append(frame.assign(run=path.stem, run_index=index, tier_run=meta.get("tier"), drift=drift))
-        previous = (frame, meta)
+        earlier.update(table_from_results(frame, meta, path).rows)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -79,7 +78,8 @@ def history_html(runs: list[Path]) -> str:
         table = frame.assign(cell=cell).pivot_table(index=KEY, columns="run_index", values="cell", aggfunc="first")
         parts += ["<h2>Statistic per run</h2>", _html_table(table.reset_index().fillna("").to_dict("records"))]
         parts.append("<h2>Figures</h2>")
-        for (claim, case, metric), group in frame.groupby(KEY, sort=True):
+        measured = frame.dropna(subset=["gap"]) if "gap" in frame else frame.iloc[:0]
+        for (claim, case, metric), group in measured.groupby(KEY, sort=True):
             title = f"{claim} {case} {metric}"
             parts.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
                          f'{_figure(group.sort_values("run_index"), title)}"></figure>')

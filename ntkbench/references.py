@@ -66,47 +66,57 @@ def _present(value) -> bool:
 
 
 def read_rows(path: Path, columns: list[str], check) -> list[tuple[int, dict]]:
-    """(line, row) for every data row of a CSV with exactly ``columns``; ``check(row)``
-    returns an error text or None. Any problem raises ReferenceError naming file and line."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReferenceError(f"{path}: not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows, line = [], 1
-    try:
-        header = next(reader, None)
-        if header != columns:
-            raise ReferenceError(f"{path}, line 1: header {header or 'missing'}; expected the columns "
-                                 f"{','.join(columns)}")
-        for fields in reader:
-            line = reader.line_num
-            if len(fields) != len(columns):
-                raise ReferenceError(f"{path}, line {line}: {len(fields)} fields, expected {len(columns)} "
-                                     "(truncated or hand-edited?)")
-            row = dict(zip(columns, fields))
-            problem = check(row)
-            if problem:
-                raise ReferenceError(f"{path}, line {line}: {problem}")
-            rows.append((line, row))
-    except csv.Error as exc:
-        raise ReferenceError(f"{path}, line {reader.line_num}: {exc}") from None
+    """(line, row) for every data row of a CSV with exactly ``columns``, one row per line;
+    ``check(row)`` returns an error text or None. Any problem raises ReferenceError naming
+    the file and line: a bad byte, an unbalanced quote, a wrong number of fields, a file
+    that ends inside a row (tables are written with a final newline: a cut file has none)."""
+    data = Path(path).read_bytes()
+    rows = []
+    for line, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            text = raw.decode("utf-8")
+            (fields,) = list(csv.reader([text.rstrip("\r\n")], strict=True)) or [[]]
+        except UnicodeDecodeError:
+            raise ReferenceError(f"{path}, line {line}: not UTF-8 text") from None
+        except (csv.Error, ValueError) as exc:
+            raise ReferenceError(f"{path}, line {line}: {exc} (unbalanced quote?)") from None
+        if line == 1:
+            if fields != columns:
+                raise ReferenceError(f"{path}, line 1: header {fields or 'missing'}; expected the columns "
+                                     f"{','.join(columns)}")
+            continue
+        if not text.endswith("\n"):
+            raise ReferenceError(f"{path}, line {line}: the file ends inside this row (truncated?)")
+        if not text.strip():
+            continue
+        if len(fields) != len(columns):
+            raise ReferenceError(f"{path}, line {line}: {len(fields)} fields, expected {len(columns)} "
+                                 "(truncated or hand-edited?)")
+        row = dict(zip(columns, fields))
+        problem = check(row)
+        if problem:
+            raise ReferenceError(f"{path}, line {line}: {problem}")
+        rows.append((line, row))
+    if not data:
+        raise ReferenceError(f"{path}, line 1: header missing; expected the columns {','.join(columns)}")
     return rows
 
 
 def _check_result(row: dict) -> str | None:
+    for column in REQUIRED:
+        if not row[column].strip():
+            return f"column {column!r} is empty"
     if row["claim"] not in known_claims():
         return f"unknown claim {row['claim']!r}; known: {', '.join(sorted(known_claims()))}"
     if row["verdict"] not in VERDICTS:
         return f"verdict {row['verdict']!r} is not one of {', '.join(VERDICTS)}"
-    for column in REQUIRED:
-        if not row[column].strip():
-            return f"column {column!r} is empty"
     for column in NUMERIC:
         try:
             row[column] = _number(row[column])
         except ValueError:
             return f"column {column!r}: {row[column]!r} is not a number"
+    if not math.isfinite(row["value"]):
+        return f"column 'value': {row['value']} is not a finite number"
     return None
 
 
@@ -150,7 +160,7 @@ class ReferenceTable:
                     "reference_detail": f"verdict '{row['verdict']}', reference '{reference['verdict']}'"}
         for ours, theirs in COMPARED:
             new, old = row.get(theirs, math.nan), reference[ours]
-            if _present(new) != _present(old) or (_present(new) and abs(new - old) > tolerance):
+            if _present(new) != _present(old) or (_present(new) and abs(new - old) > tolerance * (1 + 1e-9)):
                 return {**fields, "reference": DRIFT,
                         "reference_detail": f"{theirs} {new:.4g}, reference {old:.4g} (tolerance {tolerance:g})"}
         return {**fields, "reference": MATCH, "reference_detail": ""}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -12,15 +13,17 @@ DEFAULT_DIR = ".ntkbench/runs"
 
 
 def save_run(directory: Path, document: dict) -> Path:
-    """Store a run record as ``<date>-<tier>-<commit>.json``; its path."""
+    """Store a run record as ``<date>-<tier>-<commit>.json`` (a second run of the same second
+    as ``<date>.02-…``, which sorts after it); its path."""
     metadata = document["metadata"]
     stamp = re.sub(r"[^0-9T]", "", metadata.get("date", ""))[:15]
-    stem = f"{stamp}-{metadata.get('tier', 'run')}-{str(metadata.get('commit', 'unknown'))[:8]}"
+    rest = f"{metadata.get('tier', 'run')}-{str(metadata.get('commit', 'unknown'))[:8]}"
     directory = Path(directory)
     with locked(directory / ".store"):
-        path, k = directory / f"{stem}.json", 2
-        while path.exists():
-            path, k = directory / f"{stem}-{k}.json", k + 1
+        for k in itertools.count(1):
+            path = directory / f"{stamp}{f'.{k:02d}' if k > 1 else ''}-{rest}.json"
+            if not path.exists():
+                break
         atomic_write_bytes(path, dumps(document))
     return path
 
@@ -31,16 +34,20 @@ def list_runs(directory: Path) -> list[Path]:
 
 
 def find_run(directory: Path, ref: str) -> Path:
-    """A run by path, id (file stem), unique id prefix, or position: ``latest``, ``-1``, ``-2``…"""
-    if Path(ref).is_file():
-        return Path(ref)
-    runs = list_runs(directory)
+    """A run by id (file stem), unique id prefix, position (``latest``, ``-1``, ``-2``…) or
+    path to a record file."""
+    runs, ref = list_runs(directory), str(ref)
     if ref == "latest":
         ref = "-1"
     if re.fullmatch(r"-\d+", ref):
-        if int(ref[1:]) > len(runs) or not runs:
+        if not 1 <= int(ref[1:]) <= len(runs):
             raise ValueError(f"{directory}: {len(runs)} stored runs, no run {ref}")
         return runs[int(ref)]
+    exact = [p for p in runs if p.stem == ref]
+    if exact:
+        return exact[0]
+    if Path(ref).is_file():
+        return Path(ref)
     matches = [p for p in runs if p.stem.startswith(ref)]
     if len(matches) != 1:
         found = "no run" if not matches else f"{len(matches)} runs"

@@ -108,8 +108,7 @@ def test_truncated_reference_table_is_a_one_line_error_and_stays_unchanged(run, 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if line.startswith("ERROR:")]
     assert len(errors) == 1
-    assert re.fullmatch(rf"ERROR: ntkbench: {re.escape(str(references))}, line 5: \d+ fields, expected 18 "
-                        r"\(truncated or hand-edited\?\)", errors[0])
+    assert errors[0] == f"ERROR: ntkbench: {references}, line 5: the file ends inside this row (truncated?)"
     assert references.read_bytes() == truncated
 
 

@@ -1,0 +1,141 @@
+"""The ``ntkbench`` command on a run store of hand-built runs: runs, compare, history."""
+
+import pytest
+
+from leaderboard_rows import failed_row, metadata, save, standard_rows
+from ntkbench.cli import main
+from ntkbench.references import ReferenceTable, table_path
+
+LABELS = ["mlp/mnist1d", "cnn1d/mnist1d", "zzz/mnist1d"]
+EQUAL = {("mlp/mnist1d", "test_mse"): "match", ("mlp/mnist1d", "test_error"): "match",
+         ("cnn1d/mnist1d", "test_mse"): "match", ("zzz/mnist1d", "test_mse"): "—"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Two runs with the same rows (days 1 and 2)."""
+    directory = tmp_path / "runs"
+    return directory, [save(directory, standard_rows(), day=day) for day in (1, 2)]
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args)``: (exit status, stdout lines, stderr) of ``ntkbench *args``."""
+    def run(*args):
+        status = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return status, out.splitlines(), err
+    return run
+
+
+def compared(lines: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """The comparison table's (status, detail) by (case, metric)."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| C1")]
+    return {(r[1], r[2]): (r[4], r[5]) for r in rows}
+
+
+def statuses(lines: list[str]) -> dict[tuple[str, str], str]:
+    return {k: status for k, (status, _) in compared(lines).items()}
+
+
+def write_references(directory, device_kind="cpu"):
+    """The reference table of standard_rows() for the smoke tier and ``device_kind``."""
+    empty = ReferenceTable(table_path(directory, "smoke", device_kind), {})
+    table, written = empty.merged(standard_rows(), "regenerate", metadata(device_kind=device_kind))
+    assert written == 3
+    table.write()
+    return table.path
+
+
+def test_runs_lists_the_stored_runs(store, cli):
+    directory, paths = store
+    status, lines, _ = cli("--runs-dir", directory, "runs")
+    assert status == 0
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [p.stem for p in paths]
+    assert all("| smoke  | cpu ×1   | 0123456789ab |" in line for line in lines[2:])
+
+
+def test_runs_of_an_empty_store(tmp_path, cli):
+    assert cli("--runs-dir", tmp_path, "runs")[:2] == (0, [f"no runs in {tmp_path}"])
+
+
+def test_compare_equal_runs_exits_0(store, cli):
+    directory, paths = store
+    status, lines, err = cli("--runs-dir", directory, "compare", "latest")
+    assert (status, err) == (0, "")
+    assert lines[0] == f"{paths[1].stem} vs {paths[0]}"
+    assert statuses(lines) == EQUAL
+    assert lines[-1] == "no drift"
+
+
+@pytest.mark.parametrize("changed, status_text, detail", [
+    (standard_rows(gap=0.5), "drift", "gap 0.5, reference 0.21 (tolerance 0.02)"),
+    (standard_rows()[1:] + [failed_row("mlp")], "missing", "reference 0.21, none this run"),
+], ids=["gap-moved", "numbers-lost"])
+def test_compare_a_changed_case_exits_1_and_names_it(store, cli, changed, status_text, detail):
+    directory, _ = store
+    save(directory, changed, day=3)
+    status, lines, _ = cli("--runs-dir", directory, "compare", "latest")
+    assert status == 1
+    assert statuses(lines) == {**EQUAL, ("mlp/mnist1d", "test_mse"): status_text}
+    assert compared(lines)["mlp/mnist1d", "test_mse"] == (status_text, detail)
+    assert lines[-1] == f"1 of {len(changed)} cases drifted or lost their numbers"
+
+
+def test_compare_with_a_named_baseline(store, cli):
+    directory, paths = store
+    later = save(directory, standard_rows(gap=0.5), day=3)
+    status, lines, _ = cli("--runs-dir", directory, "compare", paths[0].stem, later.stem)
+    assert status == 1
+    assert lines[0] == f"{paths[0].stem} vs {later}"
+    assert statuses(lines)["mlp/mnist1d", "test_mse"] == "drift"
+
+
+@pytest.mark.parametrize("rows, expected", [(standard_rows(), 0), (standard_rows(gap=0.5), 1)])
+def test_compare_with_the_reference_table(tmp_path, cli, rows, expected):
+    path = write_references(tmp_path / "refs")
+    run = save(tmp_path / "runs", rows)
+    status, lines, _ = cli("--runs-dir", tmp_path / "runs", "compare", run.stem, "--references", tmp_path / "refs")
+    assert status == expected
+    assert lines[0] == f"{run.stem} vs {path}"
+    assert statuses(lines)["mlp/mnist1d", "test_error"] == "match"
+    assert statuses(lines)["mlp/mnist1d", "test_mse"] == ("match" if expected == 0 else "drift")
+
+
+def test_compare_with_another_device_kinds_references_says_so(tmp_path, cli):
+    path = write_references(tmp_path / "refs", device_kind="gpu")
+    save(tmp_path / "runs", standard_rows())
+    status, lines, _ = cli("--runs-dir", tmp_path / "runs", "compare", "latest", "--references", tmp_path / "refs")
+    assert status == 0
+    assert lines[1] == (f"Compared with {path} — across device kinds: this run on cpu, references from gpu.")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "nope"], "{directory}: no run matching 'nope'; see `ntkbench runs`"),
+    (["compare", "-1", "-5"], "{directory}: 1 stored runs, no run -5"),
+    (["compare", "latest"], "{stem} is the oldest stored run; name a baseline"),
+], ids=["bad-id", "bad-baseline", "no-baseline"])
+def test_bad_input_exits_2_with_one_line(tmp_path, cli, args, message):
+    directory = tmp_path / "runs"
+    stem = save(directory, standard_rows()).stem
+    status, lines, err = cli("--runs-dir", directory, *args)
+    assert (status, lines) == (2, [])
+    assert err == "ntkbench: " + message.format(directory=directory, stem=stem) + "\n"
+
+
+def test_history_writes_an_html_page(store, cli, tmp_path):
+    directory, _ = store
+    output = tmp_path / "out" / "history.html"
+    status, lines, _ = cli("--runs-dir", directory, "history", "-o", output)
+    assert (status, lines) == (0, [f"wrote {output}"])
+    page = output.read_text()
+    assert all(label in page for label in LABELS)
+    assert page.count('src="data:image/png;base64,') == 3  # the failed zzz case has no figure
+
+
+def test_compare_with_a_missing_reference_directory_is_bad_input(store, cli, tmp_path):
+    """A mistyped directory must not pass as "no drift"."""
+    directory, _ = store
+    status, _, errors = cli("--runs-dir", directory, "compare", "latest", "--references", tmp_path / "nowhere")
+    assert status == 2
+    assert errors == f"ntkbench: {tmp_path / 'nowhere'}: no reference table for tier 'smoke'\n"
