@@ -114,11 +114,12 @@ def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, cache: Ex
 
 
 def _sources(results) -> dict:
-    """Where the numbers came from: a readable ``sources`` text and the ``source_paths``."""
+    """Where the numbers came from: each experiment's label, file, compute time and whether
+    this process computed it (``sources``), and the files alone (``source_paths``)."""
     results = list(results)
-    text = "; ".join(f"{r.spec.label} ({'cached' if r.from_cache else 'computed'}, {r.elapsed_s:.0f}s) {r.path}"
-                     for r in results)
-    return {"sources": text, "source_paths": [str(r.path) for r in results], "error": ""}
+    return {"sources": [{"label": r.spec.label, "path": str(r.path), "elapsed_s": r.elapsed_s,
+                         "computed": not r.from_cache} for r in results],
+            "source_paths": [str(r.path) for r in results], "error": ""}
 
 
 def base_row(case: Case, tier: Tier) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ntkbench.outputs import STYLE, _html_table
+from ntkbench.outputs import STYLE, html_table
 from ntkbench.references import DRIFT, ReferenceTable, table_from_results
 
 KEY = ["claim", "case", "metric"]
@@ -72,11 +72,11 @@ def history_html(runs: list[Path]) -> str:
         parts.append("<p>no stored runs with results</p>")
     else:
         listing = frame.drop_duplicates("run")[["run_index", "run", "tier_run"]]
-        parts += ["<h2>Runs</h2>", _html_table(listing.rename(columns={"tier_run": "tier"}).to_dict("records"))]
+        parts += ["<h2>Runs</h2>", html_table(listing.rename(columns={"tier_run": "tier"}).to_dict("records"))]
         cell = frame.apply(lambda r: (f"{r['gap']:.3g} {r['verdict']}" + (" DRIFT" if r["drift"] else ""))
                            if pd.notna(r.get("gap")) else r["verdict"], axis=1)
         table = frame.assign(cell=cell).pivot_table(index=KEY, columns="run_index", values="cell", aggfunc="first")
-        parts += ["<h2>Statistic per run</h2>", _html_table(table.reset_index().fillna("").to_dict("records"))]
+        parts += ["<h2>Statistic per run</h2>", html_table(table.reset_index().fillna("").to_dict("records"))]
         parts.append("<h2>Figures</h2>")
         measured = frame.dropna(subset=["gap"]) if "gap" in frame else frame.iloc[:0]
         for (claim, case, metric), group in measured.groupby(KEY, sort=True):

@@ -115,7 +115,7 @@ def references_note(references: dict | None) -> str:
     return text + "."
 
 
-def _html_table(rows: list[dict], classed=("verdict", "reference")) -> str:
+def html_table(rows: list[dict], classed=("verdict", "reference")) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
@@ -136,17 +136,17 @@ def _html(title: str, frame: pd.DataFrame, metadata: dict, note: str, figures, p
         parts.append(f"<p>{html.escape(note)}</p>")
     if not frame.empty:
         table, notes = leaderboard_table(frame)
-        parts += ["<h2>Verdicts per claim</h2>", _html_table(verdict_counts(frame)),
-                  "<h2>Leaderboard</h2>", _html_table(table), "<h2>Sources</h2><ol>"]
+        parts += ["<h2>Verdicts per claim</h2>", html_table(verdict_counts(frame)),
+                  "<h2>Leaderboard</h2>", html_table(table), "<h2>Sources</h2><ol>"]
         parts += [f"<li>{html.escape(source)}</li>" for source in notes]
         parts.append("</ol>")
         trend = after_kernel_trend(frame)
         if not trend.empty:
-            parts += [f"<h2>{html.escape(TREND_TITLE)}</h2>", _html_table(trend.to_dict("records"))]
+            parts += [f"<h2>{html.escape(TREND_TITLE)}</h2>", html_table(trend.to_dict("records"))]
     else:
         parts.append("<p>no ntkbench results</p>")
     if paper:
-        parts += ["<h2>The paper's expectations</h2>", _html_table(list(paper.values()))]
+        parts += ["<h2>The paper's expectations</h2>", html_table(list(paper.values()))]
     if figures:
         parts.append("<h2>Figures</h2>")
         for figure in figures:

@@ -51,11 +51,17 @@ def _with_ci(value, low, high) -> str:
 
 def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
     """The displayed table (one dict of cell texts per row: exponents and gap with 95% CIs,
-    window, verdict, reference status) and the sources it cites, {source: mark}."""
-    table, notes = [], {}
+    window, verdict, reference status) and the experiments it cites, {description: mark}.
+    An experiment is cited by its file, so the marks do not depend on which xdist worker
+    computed it and which loaded it ("computed" if any row's process computed it)."""
+    table, cited = [], {}
 
-    def cite(sources: str) -> str:
-        marks = [notes.setdefault(s, f"[{len(notes) + 1}]") for s in sources.split("; ") if s]
+    def cite(sources: list[dict]) -> str:
+        marks = []
+        for source in sources:
+            note = cited.setdefault(source["path"], {**source, "mark": f"[{len(cited) + 1}]"})
+            note["computed"] = note["computed"] or source["computed"]
+            marks.append(note["mark"])
         return " ".join(marks)
 
     for row in frame.to_dict("records"):
@@ -74,6 +80,8 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
                 else row["reference"] if isinstance(row["reference"], str) else ""
         cells["source"] = cite(row["sources"]) if measured else row["error"]
         table.append(cells)
+    notes = {f"{n['label']} ({'computed' if n['computed'] else 'cached'}, {n['elapsed_s']:.0f}s) {path}": n["mark"]
+             for path, n in cited.items()}
     return table, notes
 
 

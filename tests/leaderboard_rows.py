@@ -16,7 +16,9 @@ from ntkbench.runs import save_run
 from ntkbench.tiers import get_tier
 
 TIER = get_tier("smoke")
-SOURCE = "nn:mlp/mnist1d@0123456789 (computed, 3s) /cache/nn-0123456789.json"
+SOURCE = "nn:mlp/mnist1d@0123456789 (computed, 3s) /cache/nn-0123456789.json"  # as the table cites it
+SOURCES = [{"label": "nn:mlp/mnist1d@0123456789", "path": "/cache/nn-0123456789.json", "elapsed_s": 3.2,
+            "computed": True}]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 NAN = math.nan
 
@@ -36,7 +38,7 @@ def result_row(arch: str = "mlp", metric: str = "test_mse", *, gap: float = 0.21
                     alpha_b_ci=(alpha_b - 0.05, alpha_b + 0.05), gap=gap, gap_ci=gap_ci,
                     window=(128, 2048), method="auto", points=5)
     return {**base_row(Case(claim, arch, "mnist1d", metric), TIER), **evaluate_scaling(get_claim(claim), fit),
-            "sources": SOURCE, "error": ""}
+            "sources": SOURCES, "error": ""}
 
 
 def failed_row(arch: str = "zzz", metric: str = "test_mse") -> dict:

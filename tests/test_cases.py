@@ -85,8 +85,9 @@ def test_run_case_returns_a_complete_row(tiny_run, metric, tiny_tier):
         assert isinstance(row[field], int | float) and math.isfinite(row[field]), field
     assert row["alpha_a_lo"] <= row["alpha_a_hi"] and row["gap_lo"] <= row["gap_hi"]
     assert (row["window_lo"], row["window_hi"]) == (8, 32)
-    nn_source, entk_source = row["sources"].split("; ")
-    assert nn_source.startswith("nn:mlp/mnist1d@") and entk_source.startswith("entk_init:mlp/mnist1d@")
+    nn_source, entk_source = row["sources"]
+    assert nn_source["label"].startswith("nn:mlp/mnist1d@") and entk_source["label"].startswith("entk_init:mlp/mnist1d@")
+    assert row["source_paths"] == [nn_source["path"], entk_source["path"]]
 
 
 def test_cases_sharing_experiments_compute_them_once(tiny_run):

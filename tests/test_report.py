@@ -12,7 +12,9 @@ from ntkbench.report import after_kernel_trend, format_leaderboard, leaderboard_
 from ntkbench.tiers import get_tier
 
 TIER = get_tier("smoke")
-SOURCE = "nn:mlp/mnist1d@0123456789 (computed, 3s) /cache/nn-0123456789.json"
+SOURCE = "nn:mlp/mnist1d@0123456789 (computed, 3s) /cache/nn-0123456789.json"  # as the table cites it
+SOURCES = [{"label": "nn:mlp/mnist1d@0123456789", "path": "/cache/nn-0123456789.json", "elapsed_s": 3.2,
+            "computed": True}]
 
 
 def result_row(arch: str, metric: str, gap_ci=(0.1, 0.3)) -> dict:
@@ -20,7 +22,7 @@ def result_row(arch: str, metric: str, gap_ci=(0.1, 0.3)) -> dict:
                     gap=0.21, gap_ci=gap_ci, window=(128, 2048), method="auto", points=5)
     case = Case("C1", arch, "mnist1d", metric)
     return {**base_row(case, TIER), **evaluate_scaling(get_claim("C1"), fit),
-            "sources": SOURCE, "error": ""}
+            "sources": SOURCES, "error": ""}
 
 
 def failed_row(arch: str, metric: str) -> dict:
@@ -125,7 +127,7 @@ def after_row(arch: str, n0: int, alpha_after: float, metric: str = "test_mse") 
                     alpha_b_ci=(alpha_after - 0.05, alpha_after + 0.05), gap=0.6 - alpha_after,
                     gap_ci=(0.5 - alpha_after, 0.7 - alpha_after), window=(128, 2048), method="auto", points=5)
     case = Case("C2", arch, "mnist1d", metric, (("n0", n0),))
-    return {**base_row(case, TIER), **evaluate_scaling(get_claim("C2"), fit), "sources": SOURCE, "error": ""}
+    return {**base_row(case, TIER), **evaluate_scaling(get_claim("C2"), fit), "sources": SOURCES, "error": ""}
 
 
 @pytest.mark.parametrize("alphas, trend", [((0.2, 0.3, 0.4), "grows"), ((0.4, 0.3, 0.2), "falls"),
@@ -147,3 +149,13 @@ def test_after_kernel_trend_is_printed_under_the_table_only_with_c2_rows():
     assert "| mlp/mnist1d   | test_mse | grows" in text
     assert "| cnn1d/mnist1d | test_mse | one n0" in text
     assert "α_after" not in format_leaderboard(leaderboard_frame(ROWS))
+
+
+def test_an_experiment_is_cited_once_by_its_file_whoever_computed_it():
+    """Under xdist one worker computes an experiment and another loads it: one footnote,
+    "computed", and the same table as when one process did both."""
+    loaded = [{**SOURCES[0], "computed": False}]
+    mixed = [{**result_row("mlp", "test_mse"), "sources": loaded}, result_row("mlp", "test_error")]
+    serial = [result_row("mlp", "test_mse"), result_row("mlp", "test_error")]
+    assert format_leaderboard(leaderboard_frame(mixed)) == format_leaderboard(leaderboard_frame(serial))
+    assert format_leaderboard(leaderboard_frame(mixed)).count("/cache/nn-0123456789.json") == 1
