@@ -52,7 +52,8 @@ def _figure(group: pd.DataFrame, title: str) -> str:
             err = np.vstack([y - group["gap_lo"].to_numpy(float), group["gap_hi"].to_numpy(float) - y])
             ax.errorbar(x, y, yerr=np.abs(err), fmt="o-", capsize=3, label=label)
             flagged = group["drift"].to_numpy(bool)
-            ax.plot(x[flagged], y[flagged], "s", mfc="none", mec="red", ms=12, label="drift")
+            if flagged.any():
+                ax.plot(x[flagged], y[flagged], "s", mfc="none", mec="red", ms=12, label="drift")
         else:
             ax.plot(x, y, ".--", label=label)
     ax.set(title=title, xlabel="run", xticks=x)

@@ -109,13 +109,15 @@ class SessionOutputs:
         kind = self.metadata["device_kind"]
         found = find_table(stash["references"], tier.name, kind)
         compared = ReferenceTable.load(found)
-        self.references = references = {"path": str(found.relative_to(root) if found.is_relative_to(root) else found), "device_kind": kind,
+        shown = found.relative_to(root) if found.is_relative_to(root) else found
+        self.references = references = {"path": str(shown), "device_kind": kind,
                                         "device_kinds": sorted(compared.device_kinds)}
         figures = self._plots()
         if stash["mode"]:
             own = table_path(stash["references"], tier.name, kind)
-            base = compared if found == own else ReferenceTable(own, {})
-            merged, written = base.merged(self.rows, stash["mode"] if found == own else "regenerate", self.metadata)
+            # compared with another device kind's table: this kind's starts empty and takes every row
+            base, mode = (compared, stash["mode"]) if found == own else (ReferenceTable(own, {}), "regenerate")
+            merged, written = base.merged(self.rows, mode, self.metadata)
             merged.write()
             self.lines.append(f"ntkbench references: {written} rows written to {own} ({len(merged.rows)} in the table)")
         if stash["report"]:
