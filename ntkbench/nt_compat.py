@@ -5,6 +5,12 @@ removed, and its ``experimental`` subpackage imports tensorflow, which ntkbench 
 and does not install. This module restores the moved symbols under their old names, stands
 in a stub for ``neural_tangents.experimental`` when tensorflow is absent, and then imports
 neural-tangents. Always import neural-tangents through here: ``from ntkbench.nt_compat import nt``.
+
+It also adapts neural-tangents' structured-derivatives implementation to the
+``ad.linearize`` contract of jax ≥ 0.10.1 (a flat tree in, out-zeros instead of partial
+values out). That adapter uses jax internals: ``STRUCTURED_DERIVATIVES`` says whether it
+could be installed, tests/test_nt_compat.py checks its kernels against the Jacobian
+contraction, and ntkbench.kernels falls back to its own Jacobian path when it fails.
 """
 
 import importlib.util
@@ -35,6 +41,7 @@ RESTORED_SYMBOLS = (
     (_ad, "reducing_transposes", _ad_internal.reducing_transposes),
     (_ad, "zeros_like_p", _ad_util.zeros_like_p),
     (_ad, "backward_pass", _ad_internal.backward_pass),
+    (jax.core, "DShapedArray", type("DShapedArray", (), {})),  # removed with dynamic shapes: never matches
 )
 
 
@@ -63,10 +70,43 @@ def _stub_experimental_without_tensorflow() -> None:
         sys.modules[name] = stub
 
 
+def _adapt_structured_derivatives() -> bool:
+    """Give neural-tangents' structured derivatives the current ``ad.linearize`` contract;
+    False when the jax internals it needs are gone (then that implementation fails)."""
+    try:
+        from jax._src import core as _core
+        from jax._src.tree_util import FlatTree
+        from neural_tangents._src import empirical
+    except ImportError:
+        return False
+    if not hasattr(_core.Primitive, "map_primitive"):
+        _core.Primitive.map_primitive = False
+
+    def primals_out_and_pullback(fn, mode, _j_rules, _s_rules, _fwd, *primals_in):
+        in_tree = jax.tree_util.tree_structure(primals_in)
+        with jax.disable_jit():
+            out_ft, out_zeros, jaxpr, consts = _ad_internal.linearize(fn, FlatTree.flatten(primals_in))
+
+        def pullback_fn(*cts_in):
+            cts_in = [ct for ct, zero in zip(jax.tree_util.tree_leaves(cts_in), out_zeros) if not zero]
+            dummy_args = [_ad_internal.UndefinedPrimal(v.aval) for v in jaxpr.invars]
+            cts_out = empirical._backward_pass(jaxpr, mode=mode, consts=consts, primals_in=dummy_args,
+                                               cotangents_in=tuple(cts_in), _j_rules=_j_rules,
+                                               _s_rules=_s_rules, _fwd=_fwd)
+            return jax.tree_util.tree_unflatten(in_tree, cts_out)
+
+        return out_ft.unflatten(), pullback_fn
+
+    empirical._get_primals_out_and_pullback = primals_out_and_pullback
+    return True
+
+
 _restore_symbols()
 _stub_experimental_without_tensorflow()
 
 import neural_tangents as nt  # noqa: E402
 from neural_tangents import stax  # noqa: E402
 
-__all__ = ["nt", "stax", "RESTORED_SYMBOLS"]
+STRUCTURED_DERIVATIVES = _adapt_structured_derivatives()
+
+__all__ = ["nt", "stax", "RESTORED_SYMBOLS", "STRUCTURED_DERIVATIVES"]
