@@ -14,7 +14,7 @@ from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
                              evolution_statistics, get_claim)
-from ntkbench.experiments import ExperimentSpec, check_applicable
+from ntkbench.experiments import ExperimentSpec, NotApplicableError, check_applicable
 from ntkbench.fit import paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
@@ -57,19 +57,25 @@ def control_cases() -> list[Case]:
 
 
 def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None) -> list[Case]:
-    """Every (architecture, dataset, metric[, swept value]) case of a claim; defaults: all
-    registered architectures and the claim's datasets. Unknown names still make cases: they
-    fail when run, with an error that lists the known names."""
+    """Every (architecture, dataset, metric[, swept value]) case of a claim; defaults: the
+    registered architectures that take the dataset's kind of input (vectors, images), and
+    the claim's datasets plus the tier's. Named architectures are paired with every
+    dataset; unknown names still make cases: they fail when run, listing the known names."""
     claim = get_claim(claim_id)
-    archs = archs or ARCHITECTURES.names()
-    datasets = datasets or claim.datasets
+    datasets = datasets or [*claim.datasets, *(tier.datasets if tier else ())]
+    pairs = [(a, d) for a in archs for d in datasets] if archs else [
+        (a, d) for d in datasets for a in ARCHITECTURES.names() if _same_inputs(a, d)]
     variants = [()]
     if claim.sweep is not None:
         field, tier_field = claim.sweep
         variants = [((field, value),) for value in getattr(tier, tier_field)] if tier else []
     return [Case(claim.id, a, d, m, v)
-            for a, d, m, v in itertools.product(archs, datasets, claim.metrics, variants)
+            for (a, d), m, v in itertools.product(pairs, claim.metrics, variants)
             if not v or v[0][0] != "set" or v[0][1][0] in ("*", a)]
+
+
+def _same_inputs(arch: str, dataset: str) -> bool:
+    return dataset not in DATASETS.names() or ARCHITECTURES.get(arch).input_kind == DATASETS.get(dataset).input_kind
 
 
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
@@ -92,7 +98,9 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
 def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
     claim = get_claim(case.claim)
-    ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
+    arch, dataset = ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
+    if arch.input_kind != dataset.input_kind:
+        raise NotApplicableError(f"{arch.name} takes {arch.input_kind} inputs, {dataset.name} has {dataset.input_kind}s")
     if isinstance(claim, EvolutionClaim):
         return _run_evolution_case(claim, case, tier, cache)
     for kind in (claim.a, claim.b):

@@ -21,7 +21,7 @@ import numpy as np
 from ntkbench.data import load_dataset
 from ntkbench.kernels import entk_gram, infinite_ntk_gram, kernel_distance
 from ntkbench.models import build_model
-from ntkbench.registry import ARCHITECTURES
+from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, mse
 from ntkbench.train import init_params, train
 from ntkbench.train_config import TrainConfig, checkpoint_steps
@@ -90,8 +90,12 @@ class ExperimentSpec:
 
     @functools.cached_property
     def key(self) -> str:
-        """sha256 of the spec, the schema version and the versions of the numerical stack."""
+        """sha256 of the spec, the schema version, the versions of the numerical stack and,
+        for a dataset read from files, their fingerprint."""
         payload = {"spec": self.to_dict(), "schema": SCHEMA_VERSION, "versions": package_versions()}
+        dataset = DATASETS.get(self.dataset) if self.dataset in DATASETS.names() else None
+        if dataset is not None and dataset.fingerprint is not None:
+            payload["data"] = dataset.fingerprint()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     @property

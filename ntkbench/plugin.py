@@ -35,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ntkbench-cache-dir", default=None,
                     help="experiment cache (default: $NTKBENCH_CACHE_DIR/experiments or "
                          "~/.cache/ntkbench/experiments)")
+    group.addoption("--ntkbench-data-dir", default=None, metavar="DIR",
+                    help="directory holding datasets read from files (cifar-10-batches-py/, "
+                         "cifar5m/); default $NTKBENCH_DATA_DIR or ~/data")
     group.addoption("--ntkbench-references", default="reference_results", metavar="DIR",
                     help="reference tables, <tier>-<device kind>.csv (relative to the rootdir; "
                          "default reference_results)")

@@ -79,6 +79,7 @@ class Dataset:
     load: Callable[..., Any]
     input_kind: str = "vector"
     task: str = "classification"
+    fingerprint: Callable[[], str] | None = None  # of files the data is read from (cache key)
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture")
@@ -97,11 +98,13 @@ def register_architecture(name: str, input_kind: str = "vector",
     return decorate
 
 
-def register_dataset(name: str, input_kind: str = "vector", task: str = "classification"):
-    """Decorator registering a loader ``f(n_train, n_val, n_test, seed, **kwargs)``."""
+def register_dataset(name: str, input_kind: str = "vector", task: str = "classification",
+                     fingerprint: Callable[[], str] | None = None):
+    """Decorator registering a loader ``f(n_train, n_val, n_test, seed, **kwargs)``; a
+    dataset read from files gives a ``fingerprint()`` of them for the cache key."""
 
     def decorate(load: Callable[..., Any]) -> Callable[..., Any]:
-        DATASETS.add(name, Dataset(name, load, input_kind, task))
+        DATASETS.add(name, Dataset(name, load, input_kind, task, fingerprint))
         return load
 
     return decorate

@@ -7,9 +7,12 @@ pytest-xdist forwards, so ``-n 2`` prints one leaderboard and writes one set of 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+from ntkbench.storage import DATA_ENV
 
 ROW_PROPERTY = "ntkbench_row"
 SETTINGS_KEY = pytest.StashKey[dict]()
@@ -23,6 +26,8 @@ def settings(config: pytest.Config) -> dict:
 
     option = config.getoption
     tier = get_tier(option("ntkbench_tier")).with_overrides(option("ntkbench_set"))
+    if option("ntkbench_data_dir"):  # read by the loaders, here and in xdist workers (inherited)
+        os.environ[DATA_ENV] = str(Path(option("ntkbench_data_dir")).expanduser().resolve())
     fail_on = {name.strip() for name in option("ntkbench_fail_on").split(",") if name.strip()} - {"none"}
     if fail_on - set(FAIL_ON):
         raise ValueError(f"--ntkbench-fail-on: unknown {', '.join(sorted(fail_on - set(FAIL_ON)))}; "

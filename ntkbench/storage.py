@@ -11,6 +11,7 @@ from pathlib import Path
 from filelock import FileLock
 
 CACHE_ENV = "NTKBENCH_CACHE_DIR"
+DATA_ENV = "NTKBENCH_DATA_DIR"  # where datasets read from files (CIFAR) are looked for
 
 
 def cache_root() -> Path:

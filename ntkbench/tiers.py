@@ -2,7 +2,8 @@
 
 * ``smoke`` — seconds per case; proves the machinery, verdicts are not meaningful.
 * ``small`` — a 2-core CPU in minutes; MNIST-1D up to a few thousand samples.
-* ``paper`` — one GPU; MNIST-1D up to 16k training samples and more seeds.
+* ``paper`` — one GPU; MNIST-1D up to 16k training samples and more seeds, and the image
+  networks (Myrtle CNNs) on CIFAR-10 and CIFAR-5m from local files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Tier:
     # C1b: (architecture, overrides) variants of the C1 setting; "*" for every architecture
     robustness: tuple[tuple[str, tuple[str, ...]], ...] = ()
     arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
+    datasets: tuple[str, ...] = ()  # run besides each claim's own datasets (e.g. CIFAR at the paper tier)
 
     def __post_init__(self):
         for name in ("n_grid", "seeds"):
@@ -93,7 +95,8 @@ TIERS = {
                   evolution_n=512, robustness=SMALL_ROBUSTNESS),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4), train=TrainConfig(steps=8000, eval_every=200, max_epochs=400),
-                  after_n0=(512, 2048, 8192), evolution_n=4096, robustness=PAPER_ROBUSTNESS),
+                  after_n0=(512, 2048, 8192), evolution_n=4096, robustness=PAPER_ROBUSTNESS,
+                  datasets=("cifar10", "cifar5m")),
 }
 
 

@@ -12,14 +12,18 @@ from ntkbench.cases import Case, cases_for, experiment_spec, run_case
 from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, METRICS, get_claim
 from ntkbench.experiments import RUNNERS, NotApplicableError
 from ntkbench.registry import ARCHITECTURES, DATASETS, UnknownNameError
+from ntkbench.tiers import get_tier
 
 NUMERIC = ("margin", "alpha_a", "alpha_a_lo", "alpha_a_hi", "alpha_b", "alpha_b_lo", "alpha_b_hi",
            "gap", "gap_lo", "gap_hi", "window_lo", "window_hi", "points")
 
 
 def test_cases_cover_every_architecture_dataset_and_metric():
+    """Every architecture that takes the dataset's kind of input (MNIST-1D: vectors)."""
     cases = cases_for("C1")
-    expected = itertools.product(ARCHITECTURES.names(), get_claim("C1").datasets, METRICS)
+    vector_archs = [a for a in ARCHITECTURES.names() if ARCHITECTURES.get(a).input_kind == "vector"]
+    assert set(vector_archs) == {"mlp", "cnn1d"}
+    expected = itertools.product(vector_archs, get_claim("C1").datasets, METRICS)
     assert sorted((c.arch, c.dataset, c.metric) for c in cases) == sorted(expected)
     assert {c.claim for c in cases} == {"C1"}
     assert len({c.id for c in cases}) == len(cases)
@@ -114,4 +118,43 @@ def test_not_applicable_case_computes_nothing(twinless, tiny_tier, cache_dir, mo
     with pytest.raises(NotApplicableError, match="^architecture 'twinless' has no stax twin$"):
         run_case(Case("C1'", twinless, "mnist1d", "test_mse"), tiny_tier, ExperimentCache())
     assert network_seeds == []
+    assert not cache_dir.exists()
+
+
+# --- input kinds: vector networks on vector datasets, image networks on image datasets --
+
+def pairs(cases) -> set[tuple[str, str]]:
+    return {(c.arch, c.dataset) for c in cases}
+
+
+def test_default_cases_pair_only_vector_networks_with_mnist1d():
+    assert pairs(cases_for("C1", tier=get_tier("small"))) == {("mlp", "mnist1d"), ("cnn1d", "mnist1d")}
+
+
+@pytest.mark.parametrize("claim", ["C1", "C1'", "C1b", "C2", "C3"])
+def test_paper_tier_pairs_myrtle_networks_with_cifar_only(claim):
+    myrtles = {("myrtle5", "cifar10"), ("myrtle7", "cifar10"), ("myrtle10", "cifar10"),
+               ("myrtle5", "cifar5m"), ("myrtle7", "cifar5m"), ("myrtle10", "cifar5m")}
+    assert pairs(cases_for(claim, tier=get_tier("paper"))) == {("mlp", "mnist1d"), ("cnn1d", "mnist1d"), *myrtles}
+
+
+def test_named_datasets_choose_the_networks_of_their_input_kind():
+    assert {c.arch for c in cases_for("C1", datasets=["cifar10"])} == {"myrtle5", "myrtle7", "myrtle10"}
+    assert {c.arch for c in cases_for("C1", datasets=["teacher"])} == {"mlp", "cnn1d"}
+
+
+@pytest.mark.parametrize("arch, dataset, message", [
+    ("myrtle5", "mnist1d", "myrtle5 takes image inputs, mnist1d has vectors"),
+    ("mlp", "cifar10", "mlp takes vector inputs, cifar10 has images"),
+])
+def test_named_architecture_on_other_inputs_is_not_applicable(arch, dataset, message, tiny_tier, cache_dir,
+                                                              tmp_path, monkeypatch):
+    """Named architectures are paired with every dataset; such a case fails before any data is
+    read (no CIFAR files exist here) or any experiment computed."""
+    monkeypatch.setenv("NTKBENCH_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setitem(RUNNERS, "nn", lambda context, seed: pytest.fail("computed an experiment"))
+    case = cases_for("C1", [arch], [dataset], tiny_tier)[0]
+    assert pairs(cases_for("C1", [arch], tier=get_tier("small"))) == {(arch, "mnist1d")}
+    with pytest.raises(NotApplicableError, match=f"^{message}$"):
+        run_case(case, tiny_tier, ExperimentCache())
     assert not cache_dir.exists()

@@ -18,15 +18,15 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import ntkbench.kernels as kernels
-from ntkbench.kernels import entk_gram, infinite_ntk_gram
+from ntkbench.kernels import entk_gram, infinite_ntk_gram, jacobian_fn
 from ntkbench.models import build_model
-from ntkbench.models.layers import PARAMETERIZATIONS, StaxTwin, stax_conv1d, stax_dense
+from ntkbench.models.layers import PARAMETERIZATIONS, StaxTwin, stax_conv, stax_dense
 from ntkbench.nt_compat import nt, stax
 from ntkbench.registry import ARCHITECTURES, UnknownNameError, register_architecture
 
 ARCHITECTURE_NAMES = ARCHITECTURES.names()
 NUM_OUTPUTS = 3
-INPUT_SHAPES = {"vector": (12,)}  # per input_kind; a new kind needs an entry here
+INPUT_SHAPES = {"vector": (12,), "image": (4, 4, 3)}  # per input_kind; a new kind needs an entry here
 SMALL = {"width": 8, "depth": 1, "kernel_size": 3}  # passed where a factory accepts them
 
 
@@ -190,30 +190,6 @@ def converges(errors) -> bool:
     return errors[1] < 0.75 * errors[0] and errors[1] < 0.12
 
 
-class Replicas:
-    """REPLICAS independent ensembles of MEMBERS networks (stacked parameters) as one model,
-    so that a single ``entk_gram`` call gives every ensemble's summed eNTK. Each input row
-    carries the index of its ensemble as an extra last feature and is seen by that ensemble
-    only; the ensembles' parameters are disjoint, so the Gram is block diagonal, block r
-    being the sum of the eNTKs of ensemble r's members."""
-
-    def __init__(self, model, shape):
-        self.model, self.shape = model, shape
-        self.ensemble = jnp.arange(REPLICAS * MEMBERS) // MEMBERS
-
-    @staticmethod
-    def tagged(x: np.ndarray) -> np.ndarray:
-        """The rows of ``x`` (flattened) once per ensemble, with the ensemble's index."""
-        flat = x.reshape(len(x), -1)
-        return np.concatenate([np.hstack([flat, np.full((len(x), 1), r, flat.dtype)]) for r in range(REPLICAS)])
-
-    def apply(self, params, x):
-        rows, ensemble = x[:, :-1].reshape(-1, *self.shape), x[:, -1]
-        outputs = jax.vmap(self.model.apply, in_axes=(0, None))(params, rows)  # (members, rows, outputs)
-        seen = (self.ensemble[:, None] == ensemble[None, :])[..., None]
-        return jnp.sum(jnp.where(seen, outputs, 0.0), axis=0)
-
-
 def twin_kwargs(name: str, width: int) -> dict:
     return {**small_kwargs(ARCHITECTURES.get(name).build), "width": width}
 
@@ -222,7 +198,8 @@ def twin_kwargs(name: str, width: int) -> dict:
 def monte_carlo_entk(name: str, parameterization: str, width: int):
     """(inputs, REPLICAS Monte-Carlo averages over MEMBERS seeds of the logit-summed eNTK
     divided by the number of outputs: the cross-output terms average out, leaving the
-    one-output NTK), for fixed seeds."""
+    one-output NTK), for fixed seeds. One compiled program maps over the 64 networks
+    (``lax.map``: vmapping over convolution weights is slow on CPU)."""
     arch = ARCHITECTURES.get(name)
     shape = INPUT_SHAPES[arch.input_kind]
     x = inputs(TWIN_POINTS, shape, seed=3)
@@ -231,9 +208,10 @@ def monte_carlo_entk(name: str, parameterization: str, width: int):
     init = jax.jit(model.init, compiler_options={"xla_backend_optimization_level": 0})
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(0), REPLICAS * MEMBERS))  # numpy: fast to iterate
     params = jax.tree.map(lambda *leaves: np.stack(leaves), *(init(key, x[:1]) for key in keys))
-    gram = entk_gram(Replicas(model, shape), params, Replicas.tagged(x))
-    blocks = gram.reshape(REPLICAS, TWIN_POINTS, REPLICAS, TWIN_POINTS)
-    return x, np.stack([blocks[r, :, r] for r in range(REPLICAS)]) / (MEMBERS * NUM_OUTPUTS)
+    jacobian = jacobian_fn(model)
+    grams = jax.jit(lambda stacked: jax.lax.map(lambda p: (j := jacobian(p, x)) @ j.T, stacked))(params)
+    members = np.asarray(grams, dtype=np.float64).reshape(REPLICAS, MEMBERS, TWIN_POINTS, TWIN_POINTS)
+    return x, members.sum(axis=1) / (MEMBERS * NUM_OUTPUTS)
 
 
 def twin_error(name: str, parameterization: str, width: int, twin=None) -> float:
@@ -256,6 +234,24 @@ def twin_errors(name: str, parameterization: str, twin_for=None) -> list[float]:
 
 @pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
 @pytest.mark.parametrize("name", TWIN_NAMES)
+def test_twin_computes_the_module_function_with_its_parameters(name, parameterization):
+    """Layer by layer the same network: the module's parameters, in creation order, put in
+    the twin's weighted layers give the twin the module's outputs."""
+    arch = ARCHITECTURES.get(name)
+    kwargs = {"parameterization": parameterization, **twin_kwargs(name, 4)}
+    model, twin = arch.build(NUM_OUTPUTS, **kwargs), arch.twin(NUM_OUTPUTS, **kwargs)
+    x = inputs(5, INPUT_SHAPES[arch.input_kind], seed=9)
+    params = model.init(jax.random.PRNGKey(1), x[:1])["params"]
+    _, slots = twin.init_fn(jax.random.PRNGKey(0), twin.prepare(x).shape)
+    layers = iter(params.values())
+    twin_params = [(lambda layer, w, b: (layer["kernel"], layer["bias"].reshape(b.shape)))(next(layers), *slot)
+                   if slot else slot for slot in slots]
+    assert next(layers, None) is None  # every module layer has a twin layer
+    assert_close_relative(twin.apply_fn(twin_params, twin.prepare(x)), model.apply({"params": params}, x), rtol=1e-5)
+
+
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
+@pytest.mark.parametrize("name", TWIN_NAMES)
 def test_monte_carlo_entk_approaches_the_twin_ntk(name, parameterization):
     errors = twin_errors(name, parameterization)
     assert converges(errors), f"errors at widths w, 4w: {errors}"
@@ -270,7 +266,7 @@ def mlp_without_hidden_layer(parameterization: str, width: int) -> StaxTwin:
 
 
 def cnn1d_without_relu(parameterization: str, width: int) -> StaxTwin:
-    layers = stax.serial(stax_conv1d(width, SMALL["kernel_size"], parameterization), stax.Flatten(),
+    layers = stax.serial(stax_conv(width, (SMALL["kernel_size"],), parameterization), stax.Flatten(),
                          stax_dense(NUM_OUTPUTS, parameterization, w_std=1.0))
     return StaxTwin(*layers, prepare=_prepare_channels)
 

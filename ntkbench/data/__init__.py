@@ -1,7 +1,7 @@
 """Datasets: a registry of loaders that return train/validation/test :class:`Splits`."""
 
 from ntkbench.data.splits import Splits, centred_one_hot
-from ntkbench.data import mnist1d, synthetic  # noqa: F401  (registers the datasets)
+from ntkbench.data import cifar, mnist1d, synthetic  # noqa: F401  (registers the datasets)
 from ntkbench.registry import DATASETS
 
 

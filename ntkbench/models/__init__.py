@@ -1,6 +1,6 @@
 """Architectures: flax modules registered by name."""
 
-from ntkbench.models import cnn, mlp  # noqa: F401  (registers the architectures)
+from ntkbench.models import cnn, mlp, myrtle  # noqa: F401  (registers the architectures)
 from ntkbench.registry import ARCHITECTURES
 
 

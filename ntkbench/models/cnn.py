@@ -5,8 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import (ScaledConv1D, ScaledDense, StaxTwin, check_parameterization,
-                                    stax_conv1d, stax_dense)
+from ntkbench.models.layers import ScaledConv, ScaledDense, StaxTwin, check_parameterization, stax_conv, stax_dense
 from ntkbench.registry import register_architecture
 
 
@@ -23,7 +22,7 @@ class CNN1D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], x.shape[1], -1)  # (batch, length, channels)
         for _ in range(self.depth):
-            x = nn.relu(ScaledConv1D(self.width, self.kernel_size, self.parameterization)(x))
+            x = nn.relu(ScaledConv(self.width, (self.kernel_size,), self.parameterization)(x))
         x = x.reshape(x.shape[0], -1)
         return ScaledDense(self.num_outputs, self.parameterization, w_std=1.0)(x)
 
@@ -35,7 +34,7 @@ def cnn1d_twin(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: i
 
     check_parameterization(parameterization)
     convs = [layer for _ in range(depth)
-             for layer in (stax_conv1d(width, kernel_size, parameterization), stax.Relu())]
+             for layer in (stax_conv(width, (kernel_size,), parameterization), stax.Relu())]
     layers = stax.serial(*convs, stax.Flatten(), stax_dense(num_outputs, parameterization, w_std=1.0))
     return StaxTwin(*layers, prepare=lambda x: x.reshape(x.shape[0], x.shape[1], -1))
 

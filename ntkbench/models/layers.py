@@ -1,4 +1,4 @@
-"""Dense and 1-D convolution layers in standard or NTK parameterization.
+"""Dense and convolution layers (1-D or 2-D) in standard or NTK parameterization.
 
 Both follow neural-tangents' ``stax`` conventions, so that a ``stax`` twin with the same
 ``W_std``/``b_std`` has the same finite-width distribution:
@@ -49,24 +49,29 @@ class ScaledDense(nn.Module):
         return w_mul * (x @ kernel) + b_mul * bias
 
 
-class ScaledConv1D(nn.Module):
-    """'SAME'-padded 1-D convolution over inputs of shape (batch, length, channels)."""
+#: lax/stax dimension numbers of a 'SAME' convolution over (batch, *spatial, channels) inputs
+DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+
+
+class ScaledConv(nn.Module):
+    """'SAME'-padded convolution over inputs of shape (batch, *spatial, channels); the
+    number of spatial axes is ``len(kernel_size)`` (1 or 2)."""
 
     features: int
-    kernel_size: int = 5
+    kernel_size: tuple[int, ...] = (5,)
     parameterization: str = "standard"
     w_std: float = math.sqrt(2.0)
     b_std: float = 0.05
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1] * self.kernel_size
+        fan_in = x.shape[-1] * math.prod(self.kernel_size)
         w_init, b_init, w_mul, b_mul = _scales(self.parameterization, fan_in, self.w_std, self.b_std)
-        shape = (self.kernel_size, x.shape[-1], self.features)
+        shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.normal(w_init), shape)
         bias = self.param("bias", nn.initializers.normal(b_init), (self.features,))
-        y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1,), padding="SAME",
-                                         dimension_numbers=("NWC", "WIO", "NWC"))
+        y = jax.lax.conv_general_dilated(x, kernel, window_strides=(1,) * len(self.kernel_size), padding="SAME",
+                                         dimension_numbers=DIMENSION_NUMBERS[len(self.kernel_size)])
         return w_mul * y + b_mul * jnp.asarray(bias)
 
 
@@ -87,10 +92,10 @@ def stax_dense(features: int, parameterization: str, w_std: float = math.sqrt(2.
     return stax.Dense(features, W_std=w_std, b_std=b_std, parameterization=parameterization)
 
 
-def stax_conv1d(features: int, kernel_size: int, parameterization: str,
-                w_std: float = math.sqrt(2.0), b_std: float = 0.05):
-    """The stax twin of :class:`ScaledConv1D`."""
+def stax_conv(features: int, kernel_size: tuple[int, ...], parameterization: str,
+              w_std: float = math.sqrt(2.0), b_std: float = 0.05):
+    """The stax twin of :class:`ScaledConv`."""
     from ntkbench.nt_compat import stax
 
-    return stax.Conv(features, (kernel_size,), padding="SAME", W_std=w_std, b_std=b_std,
-                     dimension_numbers=("NWC", "WIO", "NWC"), parameterization=parameterization)
+    return stax.Conv(features, tuple(kernel_size), padding="SAME", W_std=w_std, b_std=b_std,
+                     dimension_numbers=DIMENSION_NUMBERS[len(kernel_size)], parameterization=parameterization)
