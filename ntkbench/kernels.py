@@ -1,41 +1,23 @@
-"""Empirical NTK Gram matrices, computed in blocks so that memory stays bounded.
+"""Kernel Gram matrices: the empirical NTK in memory-bounded blocks, the analytic
+infinite-width NTK of a stax twin, and the distance between two kernels.
 
-The kernel is logit-summed: K(x, x') = ⟨∇θ Σ_k f_k(x), ∇θ Σ_k f_k(x')⟩, the NTK of the
-scalar function Σ_k f_k, used for every output. Two implementations give the same Gram:
-
-* ``"jacobian"`` (default): per-sample gradients of the summed logits, flattened into a
-  Jacobian block (rows × parameters), then one matrix product per block pair. Faster on
-  CPU for the registered networks (``ntkbench bench``-style measurement in the README).
-* ``"neural_tangents"``: neural-tangents' Jacobian-contraction ``empirical_ntk_fn``, kept as
-  the oracle for tests.
+The eNTK is logit-summed: K(x, x') = ⟨∇θ Σ_k f_k(x), ∇θ Σ_k f_k(x')⟩, the NTK of the
+scalar function Σ_k f_k, used for every output. How a block is computed is up to an
+engine of :mod:`ntkbench.gram_engines` (Jacobian products, structured derivatives, or
+neural-tangents' Jacobian contraction as the oracle); all give the same Gram.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import warnings
+
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-IMPLEMENTATIONS = ("jacobian", "neural_tangents")
+from ntkbench.gram_engines import ENGINES, KernelFnEngine, jacobian_fn, make_engine, summed_logits  # noqa: F401
+
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
-
-
-def summed_logits(model):
-    """f(params, x) → Σ_k f_k(x), one scalar per input row."""
-    return lambda params, x: jnp.sum(model.apply(params, x), axis=-1)
-
-
-def jacobian_fn(model):
-    """jit-compiled (params, x_block) → (rows, num_params) Jacobian of the summed logits."""
-    f = summed_logits(model)
-
-    def one_row(params, xi):
-        grads = jax.grad(lambda p: f(p, xi[None])[0])(params)
-        return ravel_pytree(grads)[0]
-
-    return jax.jit(jax.vmap(one_row, in_axes=(None, 0)))
 
 
 def block_size_for(num_params: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> int:
@@ -44,68 +26,73 @@ def block_size_for(num_params: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) ->
 
 
 def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
-              implementation: str = "jacobian", block_size: int | None = None,
-              memory_bytes: int = DEFAULT_MEMORY_BYTES, description: str = "eNTK") -> np.ndarray:
+              implementation: str = "auto", precision: str = "float32", block_size: int | None = None,
+              memory_bytes: int = DEFAULT_MEMORY_BYTES, devices=None, description: str = "eNTK") -> np.ndarray:
     """Logit-summed eNTK between the rows of ``x1`` and ``x2`` (default: x1), as float64.
 
-    Jacobian blocks are kept when all of them fit in ``memory_bytes`` (then each block is
-    computed once); otherwise they are recomputed per block pair.
+    ``implementation``: an engine of :mod:`ntkbench.gram_engines` (``auto`` by default);
+    ``precision``: float32, tf32 or bf16 matrix products. Blocks have ``block_size`` rows,
+    by default as many as a ``memory_bytes`` budget allows; a block that runs out of memory
+    is retried at half the size. Jacobian blocks are kept when all of them fit in the
+    budget (then each is computed once); otherwise they are recomputed per block pair. If
+    the structured engine fails (it relies on jax internals), the Jacobian engine is used.
     """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown eNTK implementation {implementation!r}; "
-                         f"known: {', '.join(IMPLEMENTATIONS)}")
+    engine = make_engine(model, params, implementation, precision, devices)
+    num_params = ravel_pytree(params)[0].size
+    size = block_size or _default_block(engine, num_params, memory_bytes, len(x1) if x2 is None else len(x2))
+    while True:
+        try:
+            return _blocked_gram(engine, x1, x2, size, num_params, memory_bytes, description)
+        except Exception as exc:  # noqa: BLE001  (re-raised unless out of memory or a failing engine)
+            if _out_of_memory(exc) and size > 1:
+                warnings.warn(f"eNTK block of {size} rows ran out of memory; retrying with {size // 2}")
+                size //= 2
+            elif isinstance(engine, KernelFnEngine) and implementation == "auto":
+                warnings.warn(f"structured eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
+                engine = make_engine(model, params, "jacobian", precision, devices)
+            else:
+                raise
+
+
+def _default_block(engine, num_params: int, memory_bytes: int, columns: int) -> int:
+    """Rows per block: two Jacobian blocks in a quarter of the budget (times the devices), or,
+    for an engine without Jacobians, room for 16 block-sized kernel temporaries."""
+    if engine.keeps_jacobians:
+        return block_size_for(num_params, memory_bytes) * engine.devices
+    return int(max(16, memory_bytes // (4 * 16 * max(columns, 1))))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc)
+
+
+def _blocked_gram(engine, x1, x2, size: int, num_params: int, memory_bytes: int, description: str) -> np.ndarray:
     symmetric = x2 is None
     x2 = x1 if symmetric else x2
-    num_params = ravel_pytree(params)[0].size
-    bs = block_size or block_size_for(num_params, memory_bytes)
-    rows = [slice(i, min(i + bs, len(x1))) for i in range(0, len(x1), bs)]
-    cols = rows if symmetric else [slice(i, min(i + bs, len(x2))) for i in range(0, len(x2), bs)]
-    block = _GramBlocks(model, params, implementation)
-    keep = implementation == "jacobian" and (len(x1) + len(x2)) * num_params * 4 <= memory_bytes
-    cache: dict = {}
+    rows = [slice(i, min(i + size, len(x1))) for i in range(0, len(x1), size)]
+    cols = rows if symmetric else [slice(i, min(i + size, len(x2))) for i in range(0, len(x2), size)]
+    keep = engine.keeps_jacobians and (len(x1) + len(x2)) * num_params * 4 <= memory_bytes
+    kept: dict = {}
 
-    def jac(x, s, side):
-        if not keep:
-            return jnp.asarray(x[s])
-        key = ("x1" if symmetric else side, s.start)
-        if key not in cache:
-            cache[key] = block.jacobian(jnp.asarray(x[s]))
-        return cache[key]
+    def side(x, s, name):
+        if not engine.keeps_jacobians:
+            return engine.jacobian(x[s])
+        key = ("x1" if symmetric else name, s.start)
+        if key not in kept:
+            block = engine.jacobian(x[s])
+            if not keep:
+                return block
+            kept[key] = block
+        return kept[key]
 
     gram = np.empty((len(x1), len(x2)), dtype=np.float64)
     pairs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     for r, c in tqdm(pairs, desc=description, leave=False, disable=None):
-        value = np.asarray(block.contract(jac(x1, r, "x1"), jac(x2, c, "x2"), keep), dtype=np.float64)
+        value = engine.block(side(x1, r, "x1"), side(x2, c, "x2"))
         gram[r, c] = value
         if symmetric:
             gram[c, r] = value.T
     return gram
-
-
-class _GramBlocks:
-    """One block of the Gram, from inputs (or from Jacobian blocks already computed)."""
-
-    def __init__(self, model, params, implementation: str):
-        self.params = params
-        if implementation == "jacobian":
-            jac = jacobian_fn(model)
-            self.jacobian = lambda xb: jac(params, xb)
-            self._contract = jax.jit(lambda a, b: a @ b.T)
-        else:
-            from ntkbench.nt_compat import nt
-
-            f = lambda p, x: summed_logits(model)(p, x)[:, None]  # noqa: E731
-            ntk = nt.empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0,
-                                      implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
-            self._ntk = jax.jit(lambda a, b: ntk(a, b, params))
-            self.jacobian = None
-
-    def contract(self, a, b, from_jacobians: bool):
-        if self.jacobian is None:
-            return self._ntk(a, b)
-        if not from_jacobians:
-            a, b = self.jacobian(a), self.jacobian(b)
-        return self._contract(a, b)
 
 
 def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,

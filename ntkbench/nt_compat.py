@@ -13,6 +13,7 @@ could be installed, tests/test_nt_compat.py checks its kernels against the Jacob
 contraction, and ntkbench.kernels falls back to its own Jacobian path when it fails.
 """
 
+import functools
 import importlib.util
 import sys
 import types
@@ -98,6 +99,14 @@ def _adapt_structured_derivatives() -> bool:
         return out_ft.unflatten(), pullback_fn
 
     empirical._get_primals_out_and_pullback = primals_out_and_pullback
+
+    def fx_axis_and_dtype(fx, fx_axis, params):
+        """As neural-tangents', without jax's deprecated ``jnp.dtype(array)``."""
+        fx_axis = jax.tree.map(lambda x: None, fx) if fx_axis is None else fx_axis
+        dtypes = [getattr(leaf, "dtype", leaf) for leaf in jax.tree.leaves(params)]
+        return fx_axis, (functools.reduce(jax.numpy.promote_types, dtypes) if dtypes else None)
+
+    empirical._get_fx_axis_and_dtype = fx_axis_and_dtype
     return True
 
 

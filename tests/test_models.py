@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import ntkbench.gram_engines as gram_engines
 import ntkbench.kernels as kernels
 from ntkbench.kernels import entk_gram, infinite_ntk_gram, jacobian_fn
 from ntkbench.models import build_model
@@ -111,8 +112,9 @@ def test_entk_equals_explicit_jacobian_product(name, parameterization):
         jac = np.asarray(jax.jit(jax.jacrev(summed_logits))(flat))
         assert jac.shape == (8, flat.size)
         j1, j2 = jac[:5], jac[5:]
-        assert_close_relative(entk_gram(model, params, x1), j1 @ j1.T, rtol=1e-10)
-        assert_close_relative(entk_gram(model, params, x1, x2), j1 @ j2.T, rtol=1e-10)
+        for engine in ("jacobian", "structured"):
+            assert_close_relative(entk_gram(model, params, x1, implementation=engine), j1 @ j1.T, rtol=1e-10)
+            assert_close_relative(entk_gram(model, params, x1, x2, implementation=engine), j1 @ j2.T, rtol=1e-10)
 
 
 # --- entk_gram: implementations, blocks, memory bound -----------------------------------
@@ -126,44 +128,45 @@ def gram_case(standard_network, request):
 
 
 @pytest.fixture
-def contract_calls(monkeypatch):
-    """The ``from_jacobians`` flag of every block contraction."""
+def jacobian_calls(monkeypatch):
+    """The row count of every Jacobian block the Jacobian engine computes."""
     calls = []
-    original = kernels._GramBlocks.contract
+    original = gram_engines.JacobianEngine.jacobian
 
-    def spy(self, a, b, from_jacobians):
-        calls.append(from_jacobians)
-        return original(self, a, b, from_jacobians)
+    def spy(self, x):
+        calls.append(len(x))
+        return original(self, x)
 
-    monkeypatch.setattr(kernels._GramBlocks, "contract", spy)
+    monkeypatch.setattr(gram_engines.JacobianEngine, "jacobian", spy)
     return calls
 
 
-def test_neural_tangents_implementation_matches(gram_case):
+@pytest.mark.parametrize("engine", ["jacobian", "structured", "neural_tangents"])
+def test_every_engine_gives_the_same_gram(gram_case, engine):
     model, params, args, expected = gram_case
-    assert_close_relative(entk_gram(model, params, *args, implementation="neural_tangents"), expected, rtol=1e-4)
+    assert_close_relative(entk_gram(model, params, *args, implementation=engine), expected, rtol=1e-4)
 
 
-def test_blocked_equals_unblocked(gram_case, contract_calls):
+def test_blocked_equals_unblocked(gram_case, jacobian_calls):
     model, params, args, expected = gram_case
-    blocked = entk_gram(model, params, *args, block_size=3)
-    # 3 row blocks: symmetric, the 6 pairs on and above the diagonal; with x2, 3 x 2 pairs
-    assert len(contract_calls) == 6 and all(contract_calls)
+    blocked = entk_gram(model, params, *args, implementation="jacobian", block_size=3)
+    # 7 rows in blocks of 3 (3, 3, 1), and 5 columns (3, 2): each block's Jacobian once
+    assert jacobian_calls == ([3, 3, 1] if len(args) == 1 else [3, 3, 2, 3, 1])
     assert_close_relative(blocked, expected, rtol=1e-5)
     if len(args) == 1:
         np.testing.assert_array_equal(blocked, blocked.T)
 
 
-def test_memory_bound_recomputes_jacobians(gram_case, contract_calls):
+def test_memory_bound_recomputes_jacobians(gram_case, jacobian_calls):
     model, params, args, expected = gram_case
-    recomputed = entk_gram(model, params, *args, block_size=3, memory_bytes=1)
-    assert len(contract_calls) == 6 and not any(contract_calls)  # Jacobians recomputed per pair
+    recomputed = entk_gram(model, params, *args, implementation="jacobian", block_size=3, memory_bytes=1)
+    assert len(jacobian_calls) == 2 * 6  # both sides of each of the 6 block pairs, recomputed
     assert_close_relative(recomputed, expected, rtol=1e-5)
 
 
 def test_unknown_implementation(standard_network):
     model, params, shape = standard_network
-    with pytest.raises(ValueError, match="known: jacobian, neural_tangents"):
+    with pytest.raises(ValueError, match="known: auto, jacobian, structured, neural_tangents"):
         entk_gram(model, params, inputs(2, shape), implementation="autodiff")
 
 

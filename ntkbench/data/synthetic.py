@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ntkbench.data.splits import Splits
+from ntkbench.data.splits import Splits, centred_one_hot
 from ntkbench.registry import register_dataset
 
 
@@ -56,3 +56,19 @@ def load_teacher(n_train: int, n_val: int, n_test: int, seed: int = 0, *, dim: i
     y = y + noise * rng.normal(size=y.shape) / np.sqrt(outputs)
     labels = np.argmax(y, axis=1).astype(np.int32)
     return Splits.from_pool(x.astype(np.float32), y.astype(np.float32), labels, n_train, n_val, n_test)
+
+
+@register_dataset("image_teacher", input_kind="image")
+def load_image_teacher(n_train: int, n_val: int, n_test: int, seed: int = 0, *, size: int = 32,
+                       classes: int = 10, width: int = 64) -> Splits:
+    """A CIFAR-shaped stand-in (size×size×3 images, ``classes`` classes) generated on the
+    spot: smooth Gaussian images (a coarse 4×4-pixel pattern plus fine noise), labelled by
+    the argmax of a random tanh network on the coarse pattern. For running the image
+    networks end to end where no CIFAR files are at hand; not a substitute for them."""
+    total = n_train + n_val + n_test
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(total, size // 4, size // 4, 3))
+    x = np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2) + 0.5 * rng.normal(size=(total, size, size, 3))
+    scores = _random_network(coarse.reshape(total, -1), np.random.default_rng(seed + 1), classes, width)
+    labels = np.argmax(scores, axis=1).astype(np.int32)
+    return Splits.from_pool(x.astype(np.float32), centred_one_hot(labels, classes), labels, n_train, n_val, n_test)
