@@ -85,10 +85,14 @@ def _blocked_gram(engine, x1, x2, size: int, num_params: int, memory_bytes: int,
             kept[key] = block
         return kept[key]
 
-    gram = np.empty((len(x1), len(x2)), dtype=np.float64)
     pairs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
+    if len(pairs) == 1:  # one block: no copy into a second n×n array
+        a = side(x1, rows[0], "x1")
+        return engine.block(a, a if symmetric else side(x2, cols[0], "x2"))
+    gram = np.empty((len(x1), len(x2)), dtype=np.float64)
     for r, c in tqdm(pairs, desc=description, leave=False, disable=None):
-        value = engine.block(side(x1, r, "x1"), side(x2, c, "x2"))
+        a = side(x1, r, "x1")
+        value = engine.block(a, a if symmetric and r == c else side(x2, c, "x2"))  # same block: symmetric kernel
         gram[r, c] = value
         if symmetric:
             gram[c, r] = value.T

@@ -38,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ntkbench-data-dir", default=None, metavar="DIR",
                     help="directory holding datasets read from files (cifar-10-batches-py/, "
                          "cifar5m/); default $NTKBENCH_DATA_DIR or ~/data")
+    group.addoption("--ntkbench-pin-gpus", action="store_true",
+                    help="under pytest-xdist, give worker gwN the N-th visible GPU only (round robin)")
     group.addoption("--ntkbench-references", default="reference_results", metavar="DIR",
                     help="reference tables, <tier>-<device kind>.csv (relative to the rootdir; "
                          "default reference_results)")
@@ -61,8 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ntkbench_claim(id): parametrise this test over the claim's cases")
     config.addinivalue_line("markers", "ntkbench_controls: parametrise this test over the control cases")
-    from ntkbench.session import SessionOutputs, settings
+    from ntkbench.session import SessionOutputs, pin_worker_gpu, settings
 
+    if config.getoption("ntkbench_pin_gpus") and hasattr(config, "workerinput"):
+        pin_worker_gpu(config.workerinput["workerid"])
     try:
         config.stash[SETTINGS_KEY] = settings(config)
     except (ValueError, OSError) as exc:

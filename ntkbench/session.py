@@ -47,6 +47,26 @@ def settings(config: pytest.Config) -> dict:
             else "regenerate" if option("ntkbench_regen_references") else None}
 
 
+def pin_worker_gpu(worker_id: str) -> str | None:
+    """Before jax starts in an xdist worker: restrict it to one GPU, ``gwN`` → the N-th of
+    the visible GPUs (``CUDA_VISIBLE_DEVICES``, else those ``nvidia-smi -L`` lists), round
+    robin. Returns the GPU chosen, or None on a machine without GPUs."""
+    import subprocess
+
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if not visible:
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        visible = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    if not visible:
+        return None
+    chosen = visible[int(worker_id.removeprefix("gw")) % len(visible)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    return chosen
+
+
 def _check_references(directory: Path, tier: str) -> dict:
     """Validate every reference table of the tier and the paper's expectations, if any."""
     if not directory.is_dir():

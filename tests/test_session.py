@@ -173,3 +173,29 @@ def test_xdist_writes_the_same_results_as_a_serial_run(run, pytester):
     assert parallel.stdout.str().count("ntkbench leaderboard (tier: smoke)") == 1
     results = [json.loads((pytester.path / d / "results.json").read_text())["results"] for d in ("serial", "parallel")]
     assert results[0] == results[1] and len(results[0]) == 4
+
+
+def test_pinned_xdist_workers_each_see_one_gpu(pytester, monkeypatch):
+    """``--ntkbench-pin-gpus``: worker gwN keeps the N-th visible GPU (round robin)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")
+    pytester.makepyfile(test_visible="""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("k", range(6))
+        def test_visible(worker_id, k):
+            assert os.environ["CUDA_VISIBLE_DEVICES"] == {"gw0": "4", "gw1": "7"}[worker_id]
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--ntkbench-pin-gpus")
+    result.assert_outcomes(passed=6)
+    unpinned = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    unpinned.assert_outcomes(failed=6)
+
+
+@pytest.mark.parametrize("visible, worker, chosen", [("4,7", "gw0", "4"), ("4,7", "gw1", "7"), ("4,7", "gw2", "4")])
+def test_pin_worker_gpu_round_robin(monkeypatch, visible, worker, chosen):
+    from ntkbench.session import pin_worker_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert pin_worker_gpu(worker) == chosen
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == chosen
