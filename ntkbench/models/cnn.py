@@ -21,8 +21,8 @@ class CNN1D(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], x.shape[1], -1)  # (batch, length, channels)
-        for _ in range(self.depth):
-            x = nn.relu(ScaledConv(self.width, (self.kernel_size,), self.parameterization)(x))
+        for i in range(self.depth):  # named as before ScaledConv took 2-D kernels: the same initialisation
+            x = nn.relu(ScaledConv(self.width, (self.kernel_size,), self.parameterization, name=f"ScaledConv1D_{i}")(x))
         x = x.reshape(x.shape[0], -1)
         return ScaledDense(self.num_outputs, self.parameterization, w_std=1.0)(x)
 
