@@ -354,3 +354,14 @@ def test_register_architecture(scratch_architectures):
     assert isinstance(model, nn.Dense) and model.features == 2
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("toy_linear")(toy_linear)
+
+
+@pytest.mark.parametrize("name, layers", [
+    ("mlp", ["ScaledDense_0", "ScaledDense_1", "ScaledDense_2"]),
+    ("cnn1d", ["ScaledConv1D_0", "ScaledConv1D_1", "ScaledConv1D_2", "ScaledDense_0"]),
+])
+def test_layer_names_are_stable(name, layers):
+    """flax derives each layer's initialisation from its name: renaming a layer changes every
+    cached experiment and reference number of the network without changing its cache key."""
+    model = ARCHITECTURES.get(name).build(NUM_OUTPUTS)
+    assert list(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 40)))["params"]) == layers
