@@ -89,7 +89,8 @@ class JacobianEngine:
         rows = []
         for chunk in a:
             (device,) = chunk.devices()
-            other = jnp.concatenate([jax.device_put(part, device) for part in b])
+            other = b[0] if len(b) == 1 and b[0].devices() == {device} else \
+                jnp.concatenate([jax.device_put(part, device) for part in b])
             rows.append(self._product(chunk, other))
         return np.concatenate([np.asarray(r, dtype=np.float64) for r in rows])
 
