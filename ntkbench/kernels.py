@@ -12,10 +12,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from jax.flatten_util import ravel_pytree
+import jax
 from tqdm.auto import tqdm
 
-from ntkbench.gram_engines import ENGINES, KernelFnEngine, jacobian_fn, make_engine, summed_logits  # noqa: F401
+from ntkbench.gram_engines import KernelFnEngine, make_engine
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
 
@@ -37,19 +37,21 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     budget (then each is computed once); otherwise they are recomputed per block pair. If
     the structured engine fails (it relies on jax internals), the Jacobian engine is used.
     """
+    num_params = sum(np.size(leaf) for leaf in jax.tree.leaves(params))
+    columns = len(x1) if x2 is None else len(x2)
     engine = make_engine(model, params, implementation, precision, devices)
-    num_params = ravel_pytree(params)[0].size
-    size = block_size or _default_block(engine, num_params, memory_bytes, len(x1) if x2 is None else len(x2))
+    size = block_size or _default_block(engine, num_params, memory_bytes, columns)
     while True:
         try:
             return _blocked_gram(engine, x1, x2, size, num_params, memory_bytes, description)
         except Exception as exc:  # noqa: BLE001  (re-raised unless out of memory or a failing engine)
-            if _out_of_memory(exc) and size > 1:
+            if out_of_memory(exc) and size > 1:
                 warnings.warn(f"eNTK block of {size} rows ran out of memory; retrying with {size // 2}")
                 size //= 2
             elif isinstance(engine, KernelFnEngine) and implementation == "auto":
                 warnings.warn(f"structured eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
                 engine = make_engine(model, params, "jacobian", precision, devices)
+                size = block_size or _default_block(engine, num_params, memory_bytes, columns)
             else:
                 raise
 
@@ -62,7 +64,8 @@ def _default_block(engine, num_params: int, memory_bytes: int, columns: int) -> 
     return int(max(16, memory_bytes // (4 * 16 * max(columns, 1))))
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is a host or device allocation failure."""
     return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc)
 
 

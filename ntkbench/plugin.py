@@ -153,7 +153,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
 
 
 def _one_line(exc: BaseException) -> str:
+    from ntkbench.kernels import out_of_memory  # a case has run: jax is loaded
+
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if "RESOURCE_EXHAUSTED" in text or isinstance(exc, MemoryError):
+    if out_of_memory(exc):
         text = f"out of memory: {text[:200]} (lower the tier or the kernel block size)"
     return f"{type(exc).__name__}: {text}"

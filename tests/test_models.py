@@ -19,7 +19,8 @@ from jax.flatten_util import ravel_pytree
 
 import ntkbench.gram_engines as gram_engines
 import ntkbench.kernels as kernels
-from ntkbench.kernels import entk_gram, infinite_ntk_gram, jacobian_fn
+from ntkbench.gram_engines import jacobian_fn
+from ntkbench.kernels import entk_gram, infinite_ntk_gram
 from ntkbench.models import build_model
 from ntkbench.models.layers import PARAMETERIZATIONS, StaxTwin, stax_conv, stax_dense
 from ntkbench.nt_compat import nt, stax

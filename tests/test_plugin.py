@@ -225,3 +225,11 @@ def test_control(ntkbench_case, ntkbench_evaluate):
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1 and "passed" not in outcomes
     result.stdout.fnmatch_lines(["*control C1:lazy came out 'holds'*the suite cannot tell this case apart*"])
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 26447184384 bytes."),
+                                 MemoryError()], ids=["device", "host"])
+def test_out_of_memory_is_named_in_the_one_line_error(exc):
+    message = ntkbench.plugin._one_line(exc)
+    assert message.startswith(f"{type(exc).__name__}: out of memory: ")
+    assert message.endswith("(lower the tier or the kernel block size)") and "\n" not in message
