@@ -1,5 +1,8 @@
 """Engines that compute one block of the logit-summed eNTK Gram.
 
+* ``layerwise`` — per-layer factors (layer inputs and output cotangents of one batched
+  forward and backward pass, see :mod:`ntkbench.layer_factors`) for networks made of this
+  project's dense and convolution layers; per-sample Jacobians only for convolutions.
 * ``jacobian`` — per-sample gradients of the summed logits flattened into a Jacobian block
   (rows × parameters), then one matrix product per block pair, at a chosen precision;
   with more than one local device the rows of every block are split over the devices.
@@ -7,8 +10,10 @@
   per-layer factors instead of Jacobians, far cheaper for dense layers.
 * ``neural_tangents`` — neural-tangents' Jacobian contraction: the oracle in tests.
 
-``auto`` picks ``structured`` for networks whose weights are all matrices (dense layers)
-and ``jacobian`` otherwise (convolutions: the Jacobian path is the faster one there).
+``auto`` picks ``layerwise`` where it applies, else ``structured`` for networks whose
+weights are all matrices (dense layers), else ``jacobian``. The Jacobian and layerwise
+engines share the block and device logic: a block's "Jacobian" is any pytree of arrays
+with one row per sample.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-ENGINES = ("auto", "jacobian", "structured", "neural_tangents")
+from ntkbench.layer_factors import UnsupportedNetworkError, discover, factor_product, factors_fn
+
+ENGINES = ("auto", "layerwise", "jacobian", "structured", "neural_tangents")
 #: matrix-product precision: full float32; TF32 (GPU tensor cores; float32 elsewhere);
 #: bfloat16 inputs with float32 accumulation
 PRECISIONS = {"float32": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
@@ -49,12 +56,18 @@ def check_choice(name: str, value: str, known) -> None:
         raise ValueError(f"unknown eNTK {name} {value!r}; known: {', '.join(known)}")
 
 
-def resolve(engine: str, params) -> str:
-    """The engine ``auto`` stands for, given the network's parameters."""
+def resolve(engine: str, model, params, example) -> str:
+    """The engine ``auto`` stands for, given the network and an input ``example`` batch."""
     check_choice("implementation", engine, ENGINES)
     if engine != "auto":
         return engine
     from ntkbench.nt_compat import STRUCTURED_DERIVATIVES
+
+    try:
+        discover(model, params, example)
+        return "layerwise"
+    except UnsupportedNetworkError:
+        pass
 
     dense = all(np.ndim(leaf) <= 2 for leaf in jax.tree.leaves(params))
     return "structured" if dense and STRUCTURED_DERIVATIVES else "jacobian"
@@ -74,6 +87,8 @@ class JacobianEngine:
         check_choice("precision", precision, PRECISIONS)
         self.placement = list(devices or jax.local_devices())
         self.devices = len(self.placement)
+        self.precision = precision
+        self.row_floats = sum(np.size(leaf) for leaf in jax.tree.leaves(params))
         self._jacobian = jacobian_fn(model)
         self._params = [jax.device_put(params, device) for device in self.placement]
         self._product = _product(precision)
@@ -81,27 +96,56 @@ class JacobianEngine:
     def jacobian(self, x: np.ndarray) -> list:
         """The Jacobian of a block of inputs, as one row chunk per device."""
         chunks = np.array_split(np.asarray(x), self.devices)
-        return [self._jacobian(params, jax.device_put(chunk, device))
-                for params, chunk, device in zip(self._params, chunks, self.placement) if len(chunk)]
+        with jax.default_matmul_precision(PRECISIONS[self.precision]):
+            return [self._jacobian(params, jax.device_put(chunk, device))
+                    for params, chunk, device in zip(self._params, chunks, self.placement) if len(chunk)]
 
     def block(self, a: list, b: list) -> np.ndarray:
         """A Gram block from two Jacobian blocks (each a list of row chunks)."""
         rows = []
         for chunk in a:
-            (device,) = chunk.devices()
-            other = b[0] if len(b) == 1 and b[0].devices() == {device} else \
-                jnp.concatenate([jax.device_put(part, device) for part in b])
+            device = _device_of(chunk)
+            other = b[0] if len(b) == 1 and _device_of(b[0]) == device else \
+                jax.tree.map(lambda *parts: jnp.concatenate(parts), *jax.device_put(b, device))
             rows.append(self._product(chunk, other))
         return np.concatenate([np.asarray(r, dtype=np.float64) for r in rows])
+
+
+class LayerwiseEngine(JacobianEngine):
+    """Per-layer factors instead of whole Jacobians (``layerwise``); raises
+    :class:`UnsupportedNetworkError` for networks with other layers."""
+
+    def __init__(self, model, params, example, precision: str = "float32", devices=None):
+        super().__init__(model, params, precision, devices)
+        layers = discover(model, params, example)
+        self.row_floats = sum(layer.row_floats for layer in layers)
+        self._jacobian = factors_fn(model, layers)
+        self._product = _layerwise_product(precision)
+
+
+def _device_of(block):
+    """The device holding a (pytree) block."""
+    (device,) = {device for leaf in jax.tree.leaves(block) for device in leaf.devices()}
+    return device
+
+
+def matmul_t(a, b, precision: str):
+    """A Bᵀ at ``precision`` (bf16: bfloat16 inputs, float32 sums)."""
+    if precision == "bf16":
+        return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16).T, preferred_element_type=jnp.float32)
+    return jnp.matmul(a, b.T, precision=PRECISIONS[precision])
 
 
 @functools.cache
 def _product(precision: str):
     """jit-compiled A Bᵀ of two Jacobian blocks at ``precision``."""
-    if precision == "bf16":
-        return jax.jit(lambda a, b: jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16).T,
-                                               preferred_element_type=jnp.float32))
-    return jax.jit(lambda a, b: jnp.matmul(a, b.T, precision=PRECISIONS[precision]))
+    return jax.jit(functools.partial(matmul_t, precision=precision))
+
+
+@functools.cache
+def _layerwise_product(precision: str):
+    """jit-compiled Gram block of two blocks of layer factors at ``precision``."""
+    return jax.jit(lambda a, b: factor_product(a, b, functools.partial(matmul_t, precision=precision)))
 
 
 @functools.cache
@@ -135,8 +179,12 @@ class KernelFnEngine:
             return np.asarray(self._ntk(a, None if a is b else b, self.params), dtype=np.float64)
 
 
-def make_engine(model, params, engine: str, precision: str = "float32", devices=None):
-    engine = resolve(engine, params)
+def make_engine(model, params, engine: str, precision: str = "float32", devices=None, example=None):
+    """The engine for a network; ``example`` is an input batch (needed by ``auto`` and
+    ``layerwise`` to find the layers)."""
+    engine = resolve(engine, model, params, example)
+    if engine == "layerwise":
+        return LayerwiseEngine(model, params, example, precision, devices)
     if engine == "jacobian":
         return JacobianEngine(model, params, precision, devices)
     return KernelFnEngine(model, params, engine, precision)

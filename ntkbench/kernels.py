@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import jax
 from tqdm.auto import tqdm
 
 from ntkbench.gram_engines import KernelFnEngine, make_engine
@@ -20,9 +19,10 @@ from ntkbench.gram_engines import KernelFnEngine, make_engine
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
 
 
-def block_size_for(num_params: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> int:
-    """Rows per Jacobian block so that two float32 blocks stay within ``memory_bytes``/4."""
-    return int(max(16, min(4096, memory_bytes // (4 * 4 * 2 * max(num_params, 1)))))
+def block_size_for(row_floats: int, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> int:
+    """Rows per block so that two float32 blocks of ``row_floats`` per row stay within
+    ``memory_bytes``/4."""
+    return int(max(16, min(4096, memory_bytes // (4 * 4 * 2 * max(row_floats, 1)))))
 
 
 def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
@@ -33,34 +33,35 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     ``implementation``: an engine of :mod:`ntkbench.gram_engines` (``auto`` by default);
     ``precision``: float32, tf32 or bf16 matrix products. Blocks have ``block_size`` rows,
     by default as many as a ``memory_bytes`` budget allows; a block that runs out of memory
-    is retried at half the size. Jacobian blocks are kept when all of them fit in the
-    budget (then each is computed once); otherwise they are recomputed per block pair. If
-    the structured engine fails (it relies on jax internals), the Jacobian engine is used.
+    is retried at half the size. Jacobian blocks (or layer factors) are kept when all of them
+    fit in the budget (then each is computed once); otherwise they are recomputed per block
+    pair. If the structured engine fails (it relies on jax internals), the Jacobian engine
+    is used.
     """
-    num_params = sum(np.size(leaf) for leaf in jax.tree.leaves(params))
     columns = len(x1) if x2 is None else len(x2)
-    engine = make_engine(model, params, implementation, precision, devices)
-    size = block_size or _default_block(engine, num_params, memory_bytes, columns)
+    example = np.asarray(x1[:1])
+    engine = make_engine(model, params, implementation, precision, devices, example)
+    size = block_size or _default_block(engine, memory_bytes, columns)
     while True:
         try:
-            return _blocked_gram(engine, x1, x2, size, num_params, memory_bytes, description)
+            return _blocked_gram(engine, x1, x2, size, memory_bytes, description)
         except Exception as exc:  # noqa: BLE001  (re-raised unless out of memory or a failing engine)
             if out_of_memory(exc) and size > 1:
                 warnings.warn(f"eNTK block of {size} rows ran out of memory; retrying with {size // 2}")
                 size //= 2
             elif isinstance(engine, KernelFnEngine) and implementation == "auto":
                 warnings.warn(f"structured eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
-                engine = make_engine(model, params, "jacobian", precision, devices)
-                size = block_size or _default_block(engine, num_params, memory_bytes, columns)
+                engine = make_engine(model, params, "jacobian", precision, devices, example)
+                size = block_size or _default_block(engine, memory_bytes, columns)
             else:
                 raise
 
 
-def _default_block(engine, num_params: int, memory_bytes: int, columns: int) -> int:
+def _default_block(engine, memory_bytes: int, columns: int) -> int:
     """Rows per block: two Jacobian blocks in a quarter of the budget (times the devices), or,
     for an engine without Jacobians, room for 16 block-sized kernel temporaries."""
     if engine.keeps_jacobians:
-        return block_size_for(num_params, memory_bytes) * engine.devices
+        return block_size_for(engine.row_floats, memory_bytes) * engine.devices
     return int(max(16, memory_bytes // (4 * 16 * max(columns, 1))))
 
 
@@ -69,12 +70,12 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc)
 
 
-def _blocked_gram(engine, x1, x2, size: int, num_params: int, memory_bytes: int, description: str) -> np.ndarray:
+def _blocked_gram(engine, x1, x2, size: int, memory_bytes: int, description: str) -> np.ndarray:
     symmetric = x2 is None
     x2 = x1 if symmetric else x2
     rows = [slice(i, min(i + size, len(x1))) for i in range(0, len(x1), size)]
     cols = rows if symmetric else [slice(i, min(i + size, len(x2))) for i in range(0, len(x2), size)]
-    keep = engine.keeps_jacobians and (len(x1) + len(x2)) * num_params * 4 <= memory_bytes
+    keep = engine.keeps_jacobians and (len(x1) + len(x2)) * engine.row_floats * 4 <= memory_bytes
     kept: dict = {}
 
     def side(x, s, name):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,10 +33,33 @@ def relative(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("network, engine", [(MLP, "structured"), (CNN, "jacobian")], ids=["mlp", "cnn1d"])
-def test_auto_picks_structured_derivatives_for_dense_networks_only(network, engine):
-    _, params, _ = network()
-    assert resolve("auto", params) == engine
+class FlaxMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(8)(x)))
+
+
+class FlaxCNN(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Conv(4, (3,))(x[..., None])).mean(axis=1))
+
+
+def flax_network(module):
+    x = np.random.default_rng(0).normal(size=(12, 10)).astype(np.float32)
+    return module, module.init(jax.random.PRNGKey(0), x[:1]), x
+
+
+@pytest.mark.parametrize("network, engine", [
+    (MLP, "layerwise"), (CNN, "layerwise"), (lambda: small("myrtle5", (4, 4, 3), width=4), "layerwise"),
+    (lambda: flax_network(FlaxMLP()), "structured"), (lambda: flax_network(FlaxCNN()), "jacobian"),
+], ids=["mlp", "cnn1d", "myrtle5", "flax-dense", "flax-conv"])
+def test_auto_picks_layerwise_then_structured_for_dense_then_jacobian(network, engine):
+    model, params, x = network()
+    assert resolve("auto", model, params, x[:1]) == engine
+    if engine != "layerwise":
+        expected = entk_gram(model, params, x, implementation="jacobian")
+        assert relative(entk_gram(model, params, x), expected) < 1e-5
 
 
 def test_unknown_precision_is_refused():
@@ -44,7 +68,7 @@ def test_unknown_precision_is_refused():
         entk_gram(model, params, x, precision="fp8")
 
 
-@pytest.mark.parametrize("engine", ["jacobian", "structured"])
+@pytest.mark.parametrize("engine", ["layerwise", "jacobian", "structured"])
 def test_precisions_against_float64(engine):
     """Measured against the float64 Gram of the same network: float32 and tf32 (float32 on a
     CPU) to 1e-5; bf16 Jacobians with float32 sums to 2e-2, and really coarser. The
@@ -57,7 +81,7 @@ def test_precisions_against_float64(engine):
               for p in ("float32", "tf32", "bf16")}
     assert errors["float32"] < 1e-5 and errors["tf32"] < 1e-5
     assert errors["bf16"] < 2e-2
-    if engine == "jacobian":
+    if engine != "structured":
         assert errors["bf16"] > 1e-4, errors
 
 
@@ -89,7 +113,7 @@ def test_other_errors_are_not_retried(monkeypatch):
 def test_auto_falls_back_to_jacobians_when_structured_derivatives_fail(monkeypatch):
     """The structured engine rests on jax internals: if a jax release breaks it, ``auto``
     still gives the Gram (and says why); asking for it by name still fails."""
-    model, params, x = MLP()
+    model, params, x = flax_network(FlaxMLP())
     expected = entk_gram(model, params, x, implementation="jacobian")
     monkeypatch.setattr(KernelFnEngine, "block", lambda self, a, b: (_ for _ in ()).throw(TypeError("linearize()")))
     with pytest.warns(UserWarning, match=r"structured eNTK failed \(TypeError: linearize\(\)\); using the Jacobian"):
@@ -118,18 +142,20 @@ TWO_DEVICES = textwrap.dedent("""
     engine = JacobianEngine(model, params)
     assert engine.devices == 2 and [len(j) for j in engine.jacobian(x[:5])] == [3, 2]
     assert [j.devices() for j in engine.jacobian(x[:5])] == [{d} for d in jax.devices()]
-    one = entk_gram(model, params, x, implementation="jacobian", devices=jax.devices()[:1])
-    two = entk_gram(model, params, x, implementation="jacobian", block_size=6)
-    print(float(np.abs(one - two).max() / np.abs(one).max()))
+    for engine in ("jacobian", "layerwise"):
+        one = entk_gram(model, params, x, implementation=engine, devices=jax.devices()[:1])
+        two = entk_gram(model, params, x, implementation=engine, block_size=6)
+        print(float(np.abs(one - two).max() / np.abs(one).max()))
 """)
 
 
 def test_two_forced_cpu_devices_give_the_same_gram_as_one():
-    """Rows of every block split over 2 devices (13 rows in blocks of 6: 3 + 3, 3 + 3, 1)."""
+    """Rows of every block split over 2 devices (13 rows in blocks of 6: 3 + 3, 3 + 3, 1),
+    for the Jacobian and the layerwise engine."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert float(result.stdout.split()[-1]) < 1e-6
+    assert [float(error) < 1e-6 for error in result.stdout.split()] == [True, True], result.stdout
 
 
 def test_engines_are_compiled_once_per_model():

@@ -113,7 +113,7 @@ def test_entk_equals_explicit_jacobian_product(name, parameterization):
         jac = np.asarray(jax.jit(jax.jacrev(summed_logits))(flat))
         assert jac.shape == (8, flat.size)
         j1, j2 = jac[:5], jac[5:]
-        for engine in ("jacobian", "structured"):
+        for engine in ("layerwise", "jacobian", "structured"):
             assert_close_relative(entk_gram(model, params, x1, implementation=engine), j1 @ j1.T, rtol=1e-10)
             assert_close_relative(entk_gram(model, params, x1, x2, implementation=engine), j1 @ j2.T, rtol=1e-10)
 
@@ -142,7 +142,7 @@ def jacobian_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("engine", ["jacobian", "structured", "neural_tangents"])
+@pytest.mark.parametrize("engine", ["layerwise", "jacobian", "structured", "neural_tangents"])
 def test_every_engine_gives_the_same_gram(gram_case, engine):
     model, params, args, expected = gram_case
     assert_close_relative(entk_gram(model, params, *args, implementation=engine), expected, rtol=1e-4)
@@ -168,7 +168,7 @@ def test_memory_bound_recomputes_jacobians(gram_case, jacobian_calls):
 
 def test_unknown_implementation(standard_network):
     model, params, shape = standard_network
-    with pytest.raises(ValueError, match="known: auto, jacobian, structured, neural_tangents"):
+    with pytest.raises(ValueError, match="known: auto, layerwise, jacobian, structured, neural_tangents"):
         entk_gram(model, params, inputs(2, shape), implementation="autodiff")
 
 

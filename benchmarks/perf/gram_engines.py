@@ -4,8 +4,8 @@
 
 Measures the device's float32 matrix-product rate first, then for each architecture and n
 (random inputs of the architecture's kind, one network at initialisation) the best wall
-time, after a compile run, of: this project's ``auto`` engine (what the suite uses) and its
-``jacobian`` engine, and neural-tangents' Jacobian contraction, NTK-vector products and
+time, after a compile run, of: this project's ``auto`` engine (what the suite uses), its
+``layerwise`` and ``jacobian`` engines, and neural-tangents' Jacobian contraction, NTK-vector products and
 structured derivatives. Prints time, the largest relative difference to ``auto``, the ratio
 of the fastest neural-tangents time to each, and, for the Jacobian engine, the rate its
 contraction (2·n²·parameters flops) reaches as a fraction of the measured matmul rate.
@@ -54,7 +54,8 @@ def engines(model, params, x):
     from ntkbench.nt_compat import nt
 
     f = lambda p, xx: summed_logits(model)(p, xx)[:, None]  # noqa: E731
-    found = {f"ntkbench {e}": (lambda e=e: entk_gram(model, params, x, implementation=e)) for e in ("auto", "jacobian")}
+    found = {f"ntkbench {e}": (lambda e=e: entk_gram(model, params, x, implementation=e))
+             for e in ("auto", "layerwise", "jacobian")}
     for name in NT_ENGINES:
         fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0,
                                          implementation=getattr(nt.NtkImplementation, name)))

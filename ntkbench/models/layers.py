@@ -34,6 +34,11 @@ def _scales(parameterization: str, fan_in: int, w_std: float, b_std: float):
     return w_std / math.sqrt(fan_in), b_std, 1.0, 1.0
 
 
+def multipliers(layer: nn.Module, fan_in: int) -> tuple[float, float]:
+    """(multiplier of W, multiplier of b) in a ScaledDense/ScaledConv layer's output."""
+    return _scales(layer.parameterization, fan_in, layer.w_std, layer.b_std)[2:]
+
+
 class ScaledDense(nn.Module):
     features: int
     parameterization: str = "standard"
