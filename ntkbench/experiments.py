@@ -22,11 +22,11 @@ from ntkbench.data import load_dataset
 from ntkbench.kernels import entk_gram, infinite_ntk_gram, kernel_distance
 from ntkbench.models import build_model
 from ntkbench.registry import ARCHITECTURES, DATASETS
-from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, mse
+from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, fit_ridge_path, mse
 from ntkbench.train import init_params, train
 from ntkbench.train_config import TrainConfig, checkpoint_steps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # bumped when computed numbers change (2: one ridge scale for all n, nested solves)
 PROBE_SIZE = 256  # held-out inputs (the first test points) on which kernels are compared
 
 
@@ -196,13 +196,10 @@ def kernel_curve(ctx: Context, gram: np.ndarray, f0: np.ndarray, seed: int) -> l
     n_max, n_val = spec.n_max, spec.n_val
     val = slice(n_max, n_max + n_val)
     test = slice(n_max + n_val, None)
-    records = []
-    for n in spec.n_grid:
-        fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], d.targets_train[:n], d.targets_val,
-                        f0[:n], f0[val], f0[test], spec.ridge_grid)
-        records.append({"seed": seed, "n": n, **_evaluate(fit.test_predictions, d),
-                        "ridge": fit.ridge, "val_mse": fit.val_mse})
-    return records
+    fits = fit_ridge_path(gram[:n_max, :n_max], gram[val, :n_max], gram[test, :n_max], d.targets_train[:n_max],
+                          d.targets_val, f0[:n_max], f0[val], f0[test], spec.n_grid, spec.ridge_grid)
+    return [{"seed": seed, "n": fit.n, **_evaluate(fit.test_predictions, d), "ridge": fit.ridge, "val_mse": fit.val_mse}
+            for fit in fits]
 
 
 def entk_curve(ctx: Context, params, seed: int) -> list[dict]:

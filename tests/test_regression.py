@@ -9,6 +9,7 @@ from ntkbench.regression import (
     closed_form_predictions,
     error_rate,
     fit_ridge,
+    fit_ridge_path,
     mse,
 )
 
@@ -111,3 +112,59 @@ def test_error_rate_uses_argmax():
     assert error_rate(predictions, np.array([1, 0, 2, 2])) == 0.0
     assert error_rate(predictions, np.array([1, 1, 0, 2])) == 0.5
     assert error_rate(predictions, np.array([0, 2, 1, 0])) == 1.0
+
+
+# --- nested training sets: one factorisation per ridge ----------------------------------
+
+def nested_problem(n=60):
+    kernel, y, f0, parts = linear_problem(n_train=n, n_val=50, n_test=20, offset_scale=0.2)
+    train, val, test = parts
+    return kernel, y, f0, (train, val, test)
+
+
+def path(kernel, y, f0, parts, sizes, **kwargs):
+    train, val, test = parts
+    return fit_ridge_path(kernel[np.ix_(train, train)], kernel[np.ix_(val, train)], kernel[np.ix_(test, train)],
+                          y[train], y[val], f0[train], f0[val], f0[test], sizes, **kwargs)
+
+
+def test_path_equals_closed_form_on_each_prefix_with_the_largest_systems_ridge_scale():
+    kernel, y, f0, (train, val, test) = nested_problem()
+    scale = np.mean(np.diag(kernel[np.ix_(train, train)]))  # of the largest system, for every n
+    fits = path(kernel, y, f0, (train, val, test), (5, 17, 40, 60))
+    assert [fit.n for fit in fits] == [5, 17, 40, 60]
+    for fit in fits:
+        head = train[:fit.n]
+
+        def predict(points, ridge):
+            return closed_form_predictions(kernel[np.ix_(head, head)], kernel[np.ix_(points, head)],
+                                           y[head] - f0[head], f0[points], ridge * scale)
+
+        val_mses = [mse(predict(val, r), y[val]) for r in DEFAULT_RIDGE_GRID]
+        assert fit.ridge == DEFAULT_RIDGE_GRID[int(np.argmin(val_mses))]
+        assert fit.val_mse == pytest.approx(min(val_mses), rel=1e-8)
+        np.testing.assert_allclose(fit.test_predictions, predict(test, fit.ridge), rtol=1e-7, atol=1e-9)
+
+
+def test_a_single_size_path_is_fit_ridge():
+    kernel, y, f0, parts = nested_problem()
+    (fit_path,) = path(kernel, y, f0, parts, (60,))
+    single = fit(kernel, y, f0, parts)
+    assert (fit_path.n, fit_path.ridge, fit_path.val_mse) == (single.n, single.ridge, single.val_mse)
+
+
+def test_sizes_below_a_failed_pivot_keep_the_small_ridges():
+    """The last point breaks positive definiteness unless λ > 5: the first 59 points still
+    get every ridge (so, noise-free, the smallest), the 60th only the large ones."""
+    kernel, y, f0, parts = linear_problem(n_train=60, n_val=50, n_test=20, noise=0.0)
+    train = parts[0]
+    last = train[-1]
+    kernel[last, :] = kernel[:, last] = 0.0
+    kernel[last, last] = -5.0  # the last pivot is λ − 5
+    scale = np.mean(np.diag(kernel[np.ix_(train, train)]))
+    small, whole = path(kernel, y, f0, parts, (59, 60))
+    assert small.ridge == min(DEFAULT_RIDGE_GRID)
+    assert whole.ridge * scale > 5.0 > whole.ridge / np.sqrt(10) * scale  # the smallest that works
+    with pytest.raises(IllConditionedKernelError, match="no ridge gives a positive definite system with a finite "
+                                                        "validation loss at n = 60"):
+        path(kernel, y, f0, parts, (59, 60), ridge_grid=(1e-6, 1e-3))
