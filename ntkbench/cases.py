@@ -95,26 +95,34 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
            **{k: v for k, v in case.variant if swept and k != "set"}})
 
 
-def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
-    """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
+def case_experiments(case: Case, tier: Tier) -> list[ExperimentSpec]:
+    """The experiments a case reads, in the order it reads them (raises
+    :class:`NotApplicableError` for a case that does not apply)."""
     claim = get_claim(case.claim)
     arch, dataset = ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
     if arch.input_kind != dataset.input_kind:
         raise NotApplicableError(f"{arch.name} takes {arch.input_kind} inputs, {dataset.name} has {dataset.input_kind}s")
     if isinstance(claim, EvolutionClaim):
-        return _run_evolution_case(claim, case, tier, cache)
+        return [experiment_spec(claim.kind, case, tier)]
     for kind in (claim.a, claim.b):
         check_applicable(kind, case.arch)
-    results = {claim.a: cache.get(experiment_spec(claim.a, case, tier)),
-               claim.b: cache.get(experiment_spec(claim.b, case, tier, swept=True))}
+    return [experiment_spec(claim.a, case, tier), experiment_spec(claim.b, case, tier, swept=True)]
+
+
+def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
+    """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
+    claim = get_claim(case.claim)
+    specs = case_experiments(case, tier)
+    if isinstance(claim, EvolutionClaim):
+        return _run_evolution_case(claim, case, tier, cache.get(specs[0]))
+    results = {claim.a: cache.get(specs[0]), claim.b: cache.get(specs[1])}
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
     return {**evaluate_scaling(claim, fit), **base_row(case, tier), **_sources(results.values())}
 
 
-def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, cache: ExperimentCache) -> dict:
-    result = cache.get(experiment_spec(claim.kind, case, tier))
+def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, result) -> dict:
     per_seed, windows = evolution_statistics(claim, result.records)
     numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric],
                                  reps=tier.bootstrap_reps)

@@ -33,7 +33,8 @@ def environment(root: Path | None = None) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device_kind": device_kind(),
         "device_name": devices[0].device_kind,
-        "device_count": len(devices),
+        "device_count": len(devices),  # over every process of a multi-process run
+        "process_count": jax.process_count(),
         "jax_backend": jax.default_backend(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),

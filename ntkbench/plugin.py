@@ -40,6 +40,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "cifar5m/); default $NTKBENCH_DATA_DIR or ~/data")
     group.addoption("--ntkbench-pin-gpus", action="store_true",
                     help="under pytest-xdist, give worker gwN the N-th visible GPU only (round robin)")
+    group.addoption("--ntkbench-distributed", default=None, metavar="auto|HOST:PORT,N,I",
+                    help="one of N processes (e.g. machines) sharing the experiments through a shared "
+                         "cache, via jax's multi-process runtime: 'auto' detects SLURM, Open MPI or "
+                         "Kubernetes; else the coordinator's address, the process count and this "
+                         "process's index")
     group.addoption("--ntkbench-references", default="reference_results", metavar="DIR",
                     help="reference tables, <tier>-<device kind>.csv (relative to the rootdir; "
                          "default reference_results)")
@@ -69,9 +74,22 @@ def pytest_configure(config: pytest.Config) -> None:
         pin_worker_gpu(config.workerinput["workerid"])
     try:
         config.stash[SETTINGS_KEY] = settings(config)
+        if config.getoption("ntkbench_distributed"):
+            config.stash[SETTINGS_KEY]["process"] = _join_processes(config)
     except (ValueError, OSError) as exc:
         raise pytest.UsageError(f"ntkbench: {exc}") from None
     config.pluginmanager.register(SessionOutputs(config), "ntkbench-outputs")
+
+
+def _join_processes(config: pytest.Config) -> tuple[int, int]:
+    """(index, count) of this process in jax's multi-process runtime."""
+    from ntkbench.distributed import initialize, parse
+
+    value = config.getoption("ntkbench_distributed")
+    parse(value)  # a malformed value is a usage error before anything starts
+    if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        raise ValueError("--ntkbench-distributed runs one pytest process per machine; drop -n")
+    return initialize(value)
 
 
 def _names(option: str | None) -> list[str] | None:
@@ -102,12 +120,23 @@ def ntkbench_tier(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
-def ntkbench_cache(pytestconfig: pytest.Config):
+def ntkbench_cache(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """The experiment cache shared by every case of the session."""
     from ntkbench.cache import ExperimentCache
 
     root = pytestconfig.getoption("ntkbench_cache_dir")
-    return ExperimentCache(Path(root) if root else None)
+    cache = ExperimentCache(Path(root) if root else None)
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    index, count = settings["process"]
+    if count > 1:  # compute this process's share of the session's experiments first
+        from ntkbench.distributed import compute_share, experiment_rounds
+
+        cases = [item.callspec.params["ntkbench_case"] for item in request.session.items
+                 if hasattr(item, "callspec") and "ntkbench_case" in item.callspec.params]
+        computed = compute_share(experiment_rounds(cases, settings["tier"]), cache, index, count)
+        pytestconfig.pluginmanager.get_plugin("ntkbench-outputs").lines.append(
+            f"ntkbench: process {index} of {count} computed {computed} experiments")
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def settings(config: pytest.Config) -> dict:
 
         check_writable(Path(report))
     return {"tier": tier, "fail_on": fail_on, "references": references, "paper": paper,
-            "report": Path(report) if report else None,
+            "report": Path(report) if report else None, "process": (0, 1),  # (index, count)
             "mode": "update" if option("ntkbench_update_references")
             else "regenerate" if option("ntkbench_regen_references") else None}
 
@@ -117,16 +117,22 @@ class SessionOutputs:
         from ntkbench.report import leaderboard_frame
 
         self.frame = leaderboard_frame(self.rows)
+        index, count = self.config.stash[SETTINGS_KEY]["process"]
         try:
-            self._write()
+            compared, found = self._describe()
+            if index:
+                self.lines.append(f"ntkbench: process {index} of {count}; process 0 writes the files")
+            else:
+                self._write(compared, found)
         except (OSError, ValueError) as exc:
             self.lines.append(f"ntkbench: {exc}")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _write(self) -> None:
+    def _describe(self):
+        """Sets the run's metadata and which reference table it was compared with; returns
+        that table and its path."""
         from ntkbench.metadata import environment
-        from ntkbench.outputs import results_document, write_report
-        from ntkbench.references import ReferenceTable, find_table, table_path
+        from ntkbench.references import ReferenceTable, find_table
 
         stash = self.config.stash[SETTINGS_KEY]
         tier, root = stash["tier"], self.config.rootpath
@@ -135,8 +141,15 @@ class SessionOutputs:
         found = find_table(stash["references"], tier.name, kind)
         compared = ReferenceTable.load(found)
         shown = found.relative_to(root) if found.is_relative_to(root) else found
-        self.references = references = {"path": str(shown), "device_kind": kind,
-                                        "device_kinds": sorted(compared.device_kinds)}
+        self.references = {"path": str(shown), "device_kind": kind, "device_kinds": sorted(compared.device_kinds)}
+        return compared, found
+
+    def _write(self, compared, found) -> None:
+        from ntkbench.outputs import results_document, write_report
+        from ntkbench.references import ReferenceTable, table_path
+
+        stash = self.config.stash[SETTINGS_KEY]
+        tier, root, kind, references = stash["tier"], self.config.rootpath, self.metadata["device_kind"], self.references
         figures = self._plots()
         if stash["mode"]:
             own = table_path(stash["references"], tier.name, kind)

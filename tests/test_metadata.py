@@ -34,10 +34,10 @@ def repo(tmp_path):
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the unit tests run on the CPU backend")
 def test_environment_records_device_stack_and_commit(repo):
     env = environment(repo)
-    assert set(env) == {"date", "device_kind", "device_name", "device_count", "jax_backend", "cpu", "cpu_count",
-                        "platform", "python", "versions", "commit", "dirty"}
+    assert set(env) == {"date", "device_kind", "device_name", "device_count", "process_count", "jax_backend", "cpu",
+                        "cpu_count", "platform", "python", "versions", "commit", "dirty"}
     assert (env["device_kind"], env["jax_backend"]) == ("cpu", "cpu")
-    assert env["device_count"] == len(jax.devices()) >= 1
+    assert env["device_count"] == len(jax.devices()) >= 1 and env["process_count"] == 1
     assert env["versions"]["jax"] == importlib_metadata.version("jax")
     assert env["versions"]["neural-tangents"] == importlib_metadata.version("neural-tangents")
     assert (env["commit"], env["dirty"]) == (git(repo, "rev-parse", "HEAD"), False)
