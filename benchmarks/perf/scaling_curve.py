@@ -10,7 +10,7 @@ For the eNTK at initialisation, times (wall clock, after a compile run):
 * the single largest fit: the same Gram, regression at the largest size only;
 * k independent fits: per size, its own Gram and its own regression;
 * the per-size solves alone, for nested factorisations against one eigendecomposition per
-  size (the previous method) and one set of factorisations per size.
+  size (serving every ridge value) and one set of factorisations per size.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def regression_args(gram, d, n_max, n):
 
 
 def eigh_fit(k_train, k_val, k_test, y_train, y_val, f0_train, f0_val, f0_test):
-    """The previous method: one eigendecomposition of the n×n system serving every ridge."""
+    """One eigendecomposition of the n×n system serving every ridge value."""
     eigvals, eigvecs = scipy.linalg.eigh(k_train, driver="evd")
     projected = eigvecs.T @ (y_train - f0_train)
     val_basis, test_basis = k_val @ eigvecs, k_test @ eigvecs
