@@ -14,7 +14,7 @@ from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
                              evolution_statistics, get_claim)
-from ntkbench.experiments import ExperimentSpec, NotApplicableError, check_applicable
+from ntkbench.experiments import ENTK_KINDS, ExperimentSpec, NotApplicableError, check_applicable
 from ntkbench.fit import paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
@@ -91,6 +91,7 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
         data_kwargs=control.data_kwargs if control else (),
         train=tier.train if trains else None,
+        entk_precision=tier.entk_precision if kind in ENTK_KINDS else ExperimentSpec.entk_precision,
         **{"n0": tier.evolution_n if kind == "entk_evolution" else None,
            **{k: v for k, v in case.variant if swept and k != "set"}})
 

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from ntkbench.data import load_dataset
+from ntkbench.gram_engines import PRECISIONS, check_choice
 from ntkbench.kernels import entk_gram, infinite_ntk_gram, kernel_distance
 from ntkbench.models import build_model
 from ntkbench.registry import ARCHITECTURES, DATASETS
@@ -64,6 +65,7 @@ class ExperimentSpec:
     train: TrainConfig | None = None  # only for experiments that train
     ridge_grid: tuple[float, ...] = DEFAULT_RIDGE_GRID
     n0: int | None = None  # training size of the network whose trained eNTK is used
+    entk_precision: str = "float32"  # of the eNTK's matrix products (ntkbench.gram_engines.PRECISIONS)
 
     def __post_init__(self):
         if self.kind not in RUNNERS:
@@ -76,10 +78,11 @@ class ExperimentSpec:
                              f"{' and '.join(NEEDS_N0)} experiments")
         if self.n0 is not None and self.n0 not in self.n_grid:
             raise ValueError(f"n0={self.n0} must be one of n_grid {self.n_grid}")
+        check_choice("precision", self.entk_precision, PRECISIONS)
 
     def network(self) -> "ExperimentSpec":
         """The spec of the network-training experiment with this one's data and model."""
-        return dataclasses.replace(self, kind="nn", n0=None)
+        return dataclasses.replace(self, kind="nn", n0=None, entk_precision=ExperimentSpec.entk_precision)
 
     @property
     def n_max(self) -> int:
@@ -206,7 +209,8 @@ def entk_curve(ctx: Context, params, seed: int) -> list[dict]:
     """Kernel regression with the eNTK at ``params``, offset by the network's output there."""
     d, model = ctx.splits, ctx.model
     x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
-    gram = entk_gram(model, params, x_all, description=f"eNTK {ctx.spec.arch} seed {seed}")
+    gram = entk_gram(model, params, x_all, precision=ctx.spec.entk_precision,
+                     description=f"eNTK {ctx.spec.arch} seed {seed}")
     f0 = np.asarray(jax.jit(model.apply)(params, x_all), dtype=np.float64)
     return kernel_curve(ctx, gram, f0, seed)
 
@@ -242,7 +246,8 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     apply = jax.jit(model.apply)
     records, probes = [], []
     for step, params in trained_params(ctx, seed, n, steps).items():
-        gram = entk_gram(model, params, x_all, description=f"eNTK {spec.arch} seed {seed} step {step}")
+        gram = entk_gram(model, params, x_all, precision=spec.entk_precision,
+                         description=f"eNTK {spec.arch} seed {seed} step {step}")
         f0 = np.asarray(apply(params, x_all), dtype=np.float64)
         fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], d.targets_train[:n], d.targets_val,
                         f0[:n], f0[val], f0[test], spec.ridge_grid)
@@ -260,6 +265,7 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
 
 
 NEEDS_N0 = ("entk_after", "entk_evolution")
+ENTK_KINDS = ("entk_init", *NEEDS_N0)  # the kinds that compute an empirical NTK
 RUNNERS: dict[str, Callable[[Context, int], list[dict]]] = {
     "nn": run_nn_seed,
     "entk_init": run_entk_init_seed,

@@ -29,6 +29,7 @@ class Tier:
     robustness: tuple[tuple[str, tuple[str, ...]], ...] = ()
     arch_kwargs: dict = dataclasses.field(default_factory=dict)  # arch name → kwargs
     datasets: tuple[str, ...] = ()  # run besides each claim's own datasets (e.g. CIFAR at the paper tier)
+    entk_precision: str = "float32"  # eNTK matrix products: float32, tf32 or bf16 (see ntkbench.gram_engines)
 
     def __post_init__(self):
         for name in ("n_grid", "seeds"):

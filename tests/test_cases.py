@@ -79,6 +79,16 @@ def test_c2_shares_the_network_experiment_of_c1_and_sweeps_only_the_after_kernel
     assert after.network() == network
 
 
+def test_the_tiers_entk_precision_goes_to_the_kernels_only(tiny_tier):
+    tier = tiny_tier.with_overrides(["entk_precision=tf32"])
+    case = Case("C2", "mlp", "mnist1d", "test_mse", (("n0", tiny_tier.after_n0[0]),))
+    precisions = {kind: experiment_spec(kind, case, tier, swept=kind == "entk_after").entk_precision
+                  for kind in ("nn", "ntk_inf", "entk_init", "entk_after")}
+    assert precisions == {"nn": "float32", "ntk_inf": "float32", "entk_init": "tf32", "entk_after": "tf32"}
+    assert experiment_spec("nn", case, tier) == experiment_spec("nn", case, tiny_tier)  # no retraining
+    assert experiment_spec("entk_after", case, tier, swept=True).network() == experiment_spec("nn", case, tier)
+
+
 @pytest.mark.parametrize("metric", METRICS)
 def test_run_case_returns_a_complete_row(tiny_run, metric, tiny_tier):
     row = tiny_run.rows[metric]

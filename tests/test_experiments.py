@@ -46,6 +46,7 @@ def test_equal_specs_are_interchangeable(make_spec):
     pytest.param({"data_seed": 1}, id="data_seed"),
     pytest.param({"data_kwargs": (("dim", 8),)}, id="data_kwargs"),
     pytest.param({"ridge_grid": (0.1, 1.0)}, id="ridge_grid"),
+    pytest.param({"entk_precision": "tf32"}, id="entk_precision"),
 ])
 def test_changing_any_field_changes_the_key(make_spec, changes):
     changed = make_spec(**changes)
@@ -91,6 +92,21 @@ def test_n0_is_part_of_the_key_and_the_network_spec_drops_it(make_spec):
     assert after[8].key != after[16].key
     assert after[8].network() == after[16].network() == make_spec()
     assert after[8].network().key == make_spec().key
+    bf16 = dataclasses.replace(after[8], entk_precision="bf16")  # the network does not depend on it either
+    assert bf16.key != after[8].key and bf16.network() == make_spec()
+
+
+def test_unknown_entk_precision_is_rejected(make_spec):
+    with pytest.raises(ValueError, match="unknown eNTK precision 'fp8'; known: float32, tf32, bf16"):
+        make_spec("entk_init", entk_precision="fp8")
+
+
+def test_entk_precision_reaches_the_gram(make_spec, monkeypatch):
+    seen = []
+    original = experiments.entk_gram
+    monkeypatch.setattr(experiments, "entk_gram", lambda *a, **kw: seen.append(kw["precision"]) or original(*a, **kw))
+    ExperimentCache().get(make_spec("entk_init", seeds=(0,), entk_precision="bf16"))
+    assert seen == ["bf16"]
 
 
 # --- ntk_inf: the twin's analytic NTK, computed once per experiment ---------------------
