@@ -82,6 +82,7 @@ class JacobianEngine:
     partitioner split per-sample gradients gives wrong values on jax 0.10.2."""
 
     keeps_jacobians = True
+    name = "jacobian"
 
     def __init__(self, model, params, precision: str = "float32", devices=None):
         check_choice("precision", precision, PRECISIONS)
@@ -114,6 +115,8 @@ class JacobianEngine:
 class LayerwiseEngine(JacobianEngine):
     """Per-layer factors instead of whole Jacobians (``layerwise``); raises
     :class:`UnsupportedNetworkError` for networks with other layers."""
+
+    name = "layerwise"
 
     def __init__(self, model, params, example, precision: str = "float32", devices=None):
         super().__init__(model, params, precision, devices)
@@ -167,7 +170,7 @@ class KernelFnEngine:
 
     def __init__(self, model, params, implementation: str, precision: str = "float32"):
         check_choice("precision", precision, PRECISIONS)
-        self.params, self.precision = params, PRECISIONS[precision]
+        self.name, self.params, self.precision = implementation, params, PRECISIONS[precision]
         self._ntk = _kernel_fn(model, implementation)
 
     def jacobian(self, x: np.ndarray):

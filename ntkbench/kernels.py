@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkbench.gram_engines import KernelFnEngine, make_engine
+from ntkbench.gram_engines import make_engine
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3
 
@@ -35,8 +35,8 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     by default as many as a ``memory_bytes`` budget allows; a block that runs out of memory
     is retried at half the size. Jacobian blocks (or layer factors) are kept when all of them
     fit in the budget (then each is computed once); otherwise they are recomputed per block
-    pair. If the structured engine fails (it relies on jax internals), the Jacobian engine
-    is used.
+    pair. If the engine ``auto`` picked fails other than by running out of memory (the
+    structured engine relies on jax internals), the Jacobian engine is used.
     """
     columns = len(x1) if x2 is None else len(x2)
     example = np.asarray(x1[:1])
@@ -49,8 +49,8 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
             if out_of_memory(exc) and size > 1:
                 warnings.warn(f"eNTK block of {size} rows ran out of memory; retrying with {size // 2}")
                 size //= 2
-            elif isinstance(engine, KernelFnEngine) and implementation == "auto":
-                warnings.warn(f"structured eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
+            elif implementation == "auto" and engine.name != "jacobian":
+                warnings.warn(f"{engine.name} eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
                 engine = make_engine(model, params, "jacobian", precision, devices, example)
                 size = block_size or _default_block(engine, memory_bytes, columns)
             else:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ntkbench.gram_engines as gram_engines
-from ntkbench.gram_engines import JacobianEngine, KernelFnEngine, resolve
+from ntkbench.gram_engines import JacobianEngine, KernelFnEngine, LayerwiseEngine, resolve
 from ntkbench.kernels import entk_gram
 from ntkbench.models import build_model
 
@@ -110,16 +110,20 @@ def test_other_errors_are_not_retried(monkeypatch):
         entk_gram(model, params, x, implementation="jacobian")
 
 
-def test_auto_falls_back_to_jacobians_when_structured_derivatives_fail(monkeypatch):
-    """The structured engine rests on jax internals: if a jax release breaks it, ``auto``
-    still gives the Gram (and says why); asking for it by name still fails."""
-    model, params, x = flax_network(FlaxMLP())
+@pytest.mark.parametrize("network, engine_class, name", [
+    (lambda: flax_network(FlaxMLP()), KernelFnEngine, "structured"), (MLP, LayerwiseEngine, "layerwise"),
+], ids=["structured", "layerwise"])
+def test_auto_falls_back_to_jacobians_when_its_engine_fails(monkeypatch, network, engine_class, name):
+    """The structured engine rests on jax internals: if a jax release breaks it (or anything
+    breaks the layerwise engine), ``auto`` still gives the Gram (and says why); asking for
+    the engine by name still fails."""
+    model, params, x = network()
     expected = entk_gram(model, params, x, implementation="jacobian")
-    monkeypatch.setattr(KernelFnEngine, "block", lambda self, a, b: (_ for _ in ()).throw(TypeError("linearize()")))
-    with pytest.warns(UserWarning, match=r"structured eNTK failed \(TypeError: linearize\(\)\); using the Jacobian"):
+    monkeypatch.setattr(engine_class, "block", lambda self, a, b: (_ for _ in ()).throw(TypeError("linearize()")))
+    with pytest.warns(UserWarning, match=rf"{name} eNTK failed \(TypeError: linearize\(\)\); using the Jacobian"):
         np.testing.assert_array_equal(entk_gram(model, params, x), expected)
     with pytest.raises(TypeError):
-        entk_gram(model, params, x, implementation="structured")
+        entk_gram(model, params, x, implementation=name)
 
 
 def test_kernel_function_engine_blocks_cover_the_whole_gram():
