@@ -76,3 +76,15 @@ def test_unsupported_networks_are_refused(module, message):
     x = np.zeros((2, 4), np.float32)
     with pytest.raises(UnsupportedNetworkError, match=message):
         discover(module, module.init(jax.random.PRNGKey(0), x), x)
+
+
+def test_batched_steps_give_the_same_gradients(monkeypatch):
+    """Accelerators take several samples per step of the loop (5 samples in steps of 2 here)."""
+    import ntkbench.layer_factors as layer_factors
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(5, 6, 6, 2)), jnp.float32)
+    delta = jnp.asarray(rng.normal(size=(5, 6, 6, 3)), jnp.float32)
+    one_by_one = conv_kernel_gradients(x, delta, (3, 3))
+    monkeypatch.setitem(layer_factors._SAMPLES_PER_STEP, jax.default_backend(), 2)
+    np.testing.assert_allclose(conv_kernel_gradients(x, delta, (3, 3)), one_by_one, rtol=1e-6, atol=1e-6)
