@@ -7,7 +7,7 @@ so both are per-sample. The weight gradient of sample i is the layer's multiplie
 x_i ⊗ δ_i (dense) or Σ_p patch_p(x_i) ⊗ δ_i[p] (convolution), hence:
 
 * dense layers: ⟨∇f(a), ∇f(b)⟩ = (w² x_a·x_b + b²)(δ_a·δ_b) — no per-sample gradient is formed;
-* convolutions: per-sample kernel gradients, one matrix product patchesᵀ·δ per sample, then
+* convolutions: per-sample kernel gradients, one matrix product δᵀ·patches per sample, then
   one product of the flattened gradients of two blocks.
 
 Only public jax and flax APIs are used (``jax.vjp``, ``flax.linen.intercept_methods``).
@@ -54,8 +54,8 @@ def _forward(model, params, x, perturbations=None, found=None):
     def intercept(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
         module = context.module
-        if context.method_name != "__call__" or not isinstance(module, (ScaledDense, ScaledConv)):
-            return out
+        if context.method_name != "__call__" or type(module) not in (ScaledDense, ScaledConv):
+            return out  # (a subclass may compute something else: its parameters count as uncovered)
         path = "/".join(module.path)
         if path in inputs:
             raise UnsupportedNetworkError(f"layer {path} is applied more than once")
@@ -71,7 +71,7 @@ def _forward(model, params, x, perturbations=None, found=None):
 
 
 def _describe(module, x, out, path: str) -> Layer:
-    conv = isinstance(module, ScaledConv)
+    conv = type(module) is ScaledConv
     if x.ndim != (2 + len(module.kernel_size) if conv else 2):
         raise UnsupportedNetworkError(f"layer {path} gets inputs of shape {x.shape[1:]}")
     fan_in = x.shape[-1] * (math.prod(module.kernel_size) if conv else 1)
@@ -118,8 +118,8 @@ def factors_fn(model, layers: tuple[Layer, ...]):
     def factors(params, x):
         outputs = jax.eval_shape(lambda p, xx: _forward(model, p, xx)[1][1], params, x)
         zeros = {path: jnp.zeros(shape.shape, shape.dtype) for path, shape in outputs.items()}
-        _, pullback, (inputs, _) = jax.vjp(lambda e: _forward(model, params, x, e), zeros, has_aux=True)
-        (deltas,) = pullback(jnp.ones((), x.dtype))
+        total, pullback, (inputs, _) = jax.vjp(lambda e: _forward(model, params, x, e), zeros, has_aux=True)
+        (deltas,) = pullback(jnp.ones_like(total))
         conv, dense = [], []
         for layer in layers:
             xi, di = inputs[layer.path], deltas[layer.path]

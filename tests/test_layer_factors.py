@@ -61,6 +61,17 @@ class Mixed(nn.Module):
         return nn.Dense(3)(ScaledDense(4)(x))
 
 
+class Doubled(ScaledDense):
+    def __call__(self, x):
+        return 2 * super().__call__(x)
+
+
+class WithSubclass(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return Doubled(3)(ScaledDense(4)(x))
+
+
 class OnSequences(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -71,6 +82,7 @@ class OnSequences(nn.Module):
     (Shared(), "layer layer is applied more than once"),
     (Mixed(), "15 of 35 parameters are outside ScaledDense/ScaledConv layers"),
     (OnSequences(), r"layer ScaledDense_0 gets inputs of shape \(4, 1\)"),
+    (WithSubclass(), "15 of 35 parameters are outside"),  # a subclass may compute something else
 ])
 def test_unsupported_networks_are_refused(module, message):
     x = np.zeros((2, 4), np.float32)
