@@ -37,7 +37,11 @@ def initialize(value: str) -> tuple[int, int]:
     """Join the multi-process runtime; (this process's index, number of processes)."""
     import jax
 
-    jax.distributed.initialize(**parse(value))
+    try:
+        jax.distributed.initialize(**parse(value))
+    except (RuntimeError, ValueError) as exc:  # no cluster found, coordinator unreachable, …
+        where = "found no cluster (SLURM, Open MPI, Kubernetes)" if value == "auto" else f"could not join {value}"
+        raise ValueError(f"--ntkbench-distributed {where}: {' '.join(str(exc).split())[:300]}") from None
     return jax.process_index(), jax.process_count()
 
 

@@ -2,6 +2,7 @@
 processes joined by jax's multi-process runtime (on this machine) sharing one cache."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -85,7 +86,10 @@ def test_two_processes_split_the_experiments_and_print_the_same_leaderboard(tmp_
 @pytest.mark.parametrize("extra, message", [
     (["--ntkbench-distributed=somewhere"], "must be 'auto' or HOST:PORT,NUM_PROCESSES,PROCESS_ID"),
     (["--ntkbench-distributed=localhost:1,2,0", "-n", "2"], "runs one pytest process per machine; drop -n"),
+    (["--ntkbench-distributed=auto"], "--ntkbench-distributed found no cluster (SLURM, Open MPI, Kubernetes): "),
 ])
 def test_bad_distributed_settings_are_usage_errors(tmp_path, extra, message):
-    result = subprocess.run(pytest_command(tmp_path, *extra), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    outside_a_cluster = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI_", "KUBERNETES_"))}
+    result = subprocess.run(pytest_command(tmp_path, *extra), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=outside_a_cluster)
     assert result.returncode == 4 and message in result.stderr, result.stderr[-2000:]
