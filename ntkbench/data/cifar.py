@@ -28,6 +28,7 @@ import numpy as np
 from ntkbench.data.splits import Splits, centred_one_hot
 from ntkbench.registry import register_dataset
 from ntkbench.storage import DATA_ENV
+
 CIFAR10_DIR, CIFAR10_FILES = "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR5M_DIR, CIFAR5M_FILES = "cifar5m", tuple(f"part{i}.npz" for i in range(6))
 NUM_CLASSES = 10
