@@ -24,6 +24,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ntkbench.models.layers import ScaledConv, ScaledDense, multipliers
 
@@ -81,7 +82,19 @@ def _describe(module, x, out, path: str) -> Layer:
 
 
 def discover(model, params, x) -> tuple[Layer, ...]:
-    """The network's layers, in call order, checked to hold every parameter."""
+    """The network's layers, in call order, checked to hold every parameter. They depend on
+    the model and the shapes only, so each (model, shapes) is traced once per process."""
+    leaves = tuple((np.shape(leaf), str(leaf.dtype)) for leaf in jax.tree.leaves(params))
+    key = (model, jax.tree.structure(params), leaves, np.shape(x)[1:], str(x.dtype))
+    if key not in _DISCOVERED:
+        _DISCOVERED[key] = _discover(model, params, x)
+    return _DISCOVERED[key]
+
+
+_DISCOVERED: dict = {}
+
+
+def _discover(model, params, x) -> tuple[Layer, ...]:
     found: dict = {}
     jax.eval_shape(lambda p, xx: _forward(model, p, xx, found=found)[0], params, x)
     covered = sum(count for _, count in found.values())

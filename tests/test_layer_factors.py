@@ -47,6 +47,22 @@ def test_discover_finds_every_layer_in_call_order(name, shape, expected):
     assert first.row_floats == (kernel.size + kernel.shape[-1] if first.kernel_size else kernel.shape[0] + 1 + 4)
 
 
+def test_each_network_is_traced_once_for_its_layers(monkeypatch):
+    """``auto`` and the layerwise engine both need the layers: one trace serves both, and
+    every later Gram of a network of the same shapes."""
+    import ntkbench.layer_factors as layer_factors
+    from ntkbench.kernels import entk_gram
+
+    traced, original = [], layer_factors._discover
+    monkeypatch.setattr(layer_factors, "_DISCOVERED", {})
+    monkeypatch.setattr(layer_factors, "_discover", lambda *args: traced.append(1) or original(*args))
+    model = build_model("mlp", 3, width=4)
+    x = np.random.default_rng(0).normal(size=(6, 10)).astype(np.float32)
+    for seed in (0, 1):
+        entk_gram(model, model.init(jax.random.PRNGKey(seed), x[:1]), x)
+    assert traced == [1]
+
+
 class Shared(nn.Module):
     def setup(self):
         self.layer = ScaledDense(4)
