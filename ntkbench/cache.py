@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ntkbench.experiments import RUNNERS, Context, ExperimentSpec, package_versions
+from ntkbench.experiments import Context, ExperimentSpec, package_versions, run_seeds, seed_groups
 from ntkbench.storage import atomic_write_bytes, cache_root, locked
 
 
@@ -68,11 +68,9 @@ class ExperimentCache:
             partial = {"key": spec.key, "records": [], "elapsed_s": 0.0}
         done = {r["seed"] for r in partial["records"]}
         context = Context(spec, self)
-        for seed in spec.seeds:
-            if seed in done:
-                continue
+        for seeds in seed_groups(spec, [seed for seed in spec.seeds if seed not in done]):
             start = time.perf_counter()
-            partial["records"] += RUNNERS[spec.kind](context, seed)
+            partial["records"] += run_seeds(context, seeds)
             partial["elapsed_s"] += time.perf_counter() - start
             _write(partial_path, partial)
         stored = {**partial, "spec": spec.to_dict(), "versions": package_versions(),
@@ -91,6 +89,14 @@ class ExperimentCache:
         from flax import serialization
 
         atomic_write_bytes(self._params_path(spec, name), serialization.to_bytes(params))
+
+    def load_checkpoints(self, spec: ExperimentSpec, prefix: str, template) -> dict:
+        """step → stored parameters named ``<prefix><step>``; empty when any is unreadable."""
+        folder = self._params_path(spec, prefix).parent
+        steps = sorted(int(p.name[len(prefix):-len(".msgpack")]) for p in folder.glob(f"{prefix}*.msgpack")
+                       if p.name[len(prefix):-len(".msgpack")].isdigit())
+        stored = {step: self.load_params(spec, f"{prefix}{step}", template) for step in steps}
+        return stored if stored and all(p is not None for p in stored.values()) else {}
 
     def load_params(self, spec: ExperimentSpec, name: str, template):
         """Stored parameters shaped like ``template``, or None when absent or unreadable."""

@@ -12,6 +12,7 @@ import itertools
 
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
+from ntkbench.convergence import check_trained
 from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
                              evolution_statistics, get_claim)
 from ntkbench.experiments import ENTK_KINDS, ExperimentSpec, NotApplicableError, check_applicable
@@ -92,6 +93,7 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
         data_kwargs=control.data_kwargs if control else (),
         train=tier.train if trains else None,
         entk_precision=tier.entk_precision if kind in ENTK_KINDS else ExperimentSpec.entk_precision,
+        convention=tier.convention, n_pool=tier.pool_factor * max(tier.n_grid),
         **{"n0": tier.evolution_n if kind == "entk_evolution" else None,
            **{k: v for k, v in case.variant if swept and k != "set"}})
 
@@ -114,13 +116,30 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
     claim = get_claim(case.claim)
     specs = case_experiments(case, tier)
+    loaded = [cache.get(spec) for spec in specs]
+    for network in {spec.network() for spec in specs if spec.train is not None}:
+        check_trained(cache.get(network))  # no verdict from a network that did not train
     if isinstance(claim, EvolutionClaim):
-        return _run_evolution_case(claim, case, tier, cache.get(specs[0]))
-    results = {claim.a: cache.get(specs[0]), claim.b: cache.get(specs[1])}
+        return _run_evolution_case(claim, case, tier, loaded[0])
+    results = {claim.a: loaded[0], claim.b: loaded[1]}
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
-    return {**evaluate_scaling(claim, fit), **base_row(case, tier), **_sources(results.values())}
+    return {**evaluate_scaling(claim, fit), **base_row(case, tier), **sanity(results[claim.a], results[claim.b], case.metric),
+            **_sources(results.values())}
+
+
+def sanity(a, b, metric: str) -> dict:
+    """The trivial predictor's test loss, the first n at which each curve's mean beats it
+    (None: never), and how many kernel fits chose a ridge at an edge of the grid."""
+    trivial = float(a.records[f"trivial_{metric}"].mean())
+    row = {"trivial": trivial}
+    for name, result in (("a", a), ("b", b)):
+        n_grid, losses = result.curve(metric)
+        row[f"beats_trivial_{name}"] = next((n for n, loss in zip(n_grid, losses.mean(axis=0)) if loss < trivial), None)
+    edges = [r for r in (a, b) if "ridge_at_edge" in r.records]
+    row["ridge_at_edge"] = int(sum(r.records["ridge_at_edge"].sum() for r in edges))
+    return row
 
 
 def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, result) -> dict:

@@ -24,8 +24,7 @@ LAZY_SETTINGS = ("mlp.depth=1", "mlp.width=1024", "mlp.parameterization='ntk'", 
                  "momentum=0.0", "schedule='constant'", "learning_rate=0.1")
 #: Smaller networks and grids for controls at the fast tiers, so that they fit their budgets.
 SMOKE = ("mlp.width=256",)  # the lazy MLP's width at the smoke tier
-SMALL_GRID = ("n_grid=(128,256,512,1024,2048)", "n_val=256", "n_test=512", "seeds=(0,1)",
-              "evolution_n=512")
+SMALL_GRID = ("n_grid=(128,256,512,1024,2048)", "n_val=256", "n_test=512", "evolution_n=512")
 LAZY_TIERS = (("smoke", SMOKE), ("small", (*SMALL_GRID, "mlp.width=512")))
 
 

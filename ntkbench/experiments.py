@@ -24,10 +24,15 @@ from ntkbench.kernels import entk_gram, infinite_ntk_gram, kernel_distance
 from ntkbench.models import build_model
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.regression import DEFAULT_RIDGE_GRID, error_rate, fit_ridge, fit_ridge_path, mse
-from ntkbench.train import init_params, train
-from ntkbench.train_config import TrainConfig, checkpoint_steps
+from ntkbench.train import batches_networks, init_params, train_many
+from ntkbench.train_config import TrainConfig
 
-SCHEMA_VERSION = 2  # bumped when computed numbers change (2: one ridge scale for all n, nested solves)
+#: How every curve predicts. ``centred``: the network predicts f(x; θ) − f(x; θ0) and every
+#: kernel regression has no offset, so every curve starts from the zero function.
+#: ``uncentred``: the network as is, and eNTK regression offset by the network's output.
+CONVENTIONS = ("centred", "uncentred")
+
+SCHEMA_VERSION = 3  # bumped when computed numbers change (3: conventions, per-seed data, patience)
 PROBE_SIZE = 256  # held-out inputs (the first test points) on which kernels are compared
 
 
@@ -66,6 +71,8 @@ class ExperimentSpec:
     ridge_grid: tuple[float, ...] = DEFAULT_RIDGE_GRID
     n0: int | None = None  # training size of the network whose trained eNTK is used
     entk_precision: str = "float32"  # of the eNTK's matrix products (ntkbench.gram_engines.PRECISIONS)
+    convention: str = "centred"  # one of CONVENTIONS
+    n_pool: int = 0  # training pool each seed draws its order from (0: n_max)
 
     def __post_init__(self):
         if self.kind not in RUNNERS:
@@ -79,6 +86,9 @@ class ExperimentSpec:
         if self.n0 is not None and self.n0 not in self.n_grid:
             raise ValueError(f"n0={self.n0} must be one of n_grid {self.n_grid}")
         check_choice("precision", self.entk_precision, PRECISIONS)
+        check_choice("convention", self.convention, CONVENTIONS)
+        if self.n_pool and self.n_pool < self.n_max:
+            raise ValueError(f"n_pool={self.n_pool} is smaller than the largest training set {self.n_max}")
 
     def network(self) -> "ExperimentSpec":
         """The spec of the network-training experiment with this one's data and model."""
@@ -87,6 +97,10 @@ class ExperimentSpec:
     @property
     def n_max(self) -> int:
         return max(self.n_grid)
+
+    @property
+    def pool_size(self) -> int:
+        return self.n_pool or self.n_max
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -128,91 +142,154 @@ class Context:
     @functools.cached_property
     def splits(self):
         s = self.spec
-        return load_dataset(s.dataset, s.n_max, s.n_val, s.n_test, s.data_seed, **dict(s.data_kwargs))
+        return load_dataset(s.dataset, s.pool_size, s.n_val, s.n_test, s.data_seed, **dict(s.data_kwargs))
 
     @functools.cached_property
     def model(self):
         return build_model(self.spec.arch, self.splits.num_outputs, **dict(self.spec.arch_kwargs))
 
+    def order(self, seed: int) -> np.ndarray:
+        """The seed's training points: the first n_max of its own permutation of the pool
+        (every training set of the seed is a prefix of it)."""
+        return training_order(seed, self.spec.pool_size, self.spec.n_max)
+
+    def inputs(self, seed: int) -> np.ndarray:
+        """[the seed's n_max training inputs | validation | test], the rows of every Gram."""
+        d = self.splits
+        return np.concatenate([d.x_train[self.order(seed)], d.x_val, d.x_test])
+
+    def targets(self, seed: int) -> np.ndarray:
+        """The seed's n_max training targets, in its order."""
+        return self.splits.targets_train[self.order(seed)]
+
+    def offset(self, params, seed: int) -> np.ndarray:
+        """The eNTK regression's offset on :meth:`inputs`: the network's output at
+        ``params`` (uncentred), or zero (centred)."""
+        x_all = self.inputs(seed)
+        if self.spec.convention == "centred":
+            return np.zeros((len(x_all), self.splits.num_outputs))
+        return np.asarray(jax.jit(self.model.apply)(params, x_all), dtype=np.float64)
+
     @functools.cached_property
-    def infinite_ntk_curve(self) -> list[dict]:
+    def infinite_ntk_gram(self) -> np.ndarray:
+        """The twin's NTK over [pool | validation | test], once for every seed."""
         twin = stax_twin(self.spec.arch)
         d = self.splits
         x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
-        gram = infinite_ntk_gram(twin(d.num_outputs, **dict(self.spec.arch_kwargs)), x_all)
-        return kernel_curve(self, gram, np.zeros((len(x_all), d.num_outputs)), seed=-1)
+        return infinite_ntk_gram(twin(d.num_outputs, **dict(self.spec.arch_kwargs)), x_all)
+
+
+def training_order(seed: int, pool: int, n_max: int) -> np.ndarray:
+    """Indices into the training pool of a seed's n_max training points, in order."""
+    return np.random.default_rng([int(seed), 20_221_104]).permutation(pool)[:n_max]
 
 
 def _evaluate(predictions: np.ndarray, splits) -> dict:
+    """Test loss and error, and those of the trivial predictor 0 on the same points."""
+    zero = np.zeros_like(splits.targets_test)
     return {"test_mse": mse(predictions, splits.targets_test),
-            "test_error": error_rate(predictions, splits.labels_test)}
+            "test_error": error_rate(predictions, splits.labels_test),
+            "trivial_test_mse": mse(zero, splits.targets_test),
+            "trivial_test_error": error_rate(zero, splits.labels_test)}
 
 
-def run_nn_seed(ctx: Context, seed: int) -> list[dict]:
-    """Train from the seed's initialisation on each nested prefix of the training set."""
-    spec, d, model = ctx.spec, ctx.splits, ctx.model
+def run_nn_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
+    """Train from each seed's initialisation on each nested prefix of its training set."""
+    spec, d = ctx.spec, ctx.splits
     records = []
     for n in spec.n_grid:
-        result = _train_at(ctx, seed, n)
-        predictions = np.asarray(model.apply(result.params, d.x_test), dtype=np.float64)
-        records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
-                        "best_step": result.best_step, "final_train_mse": result.history[-1]["train_loss"]})
+        for seed, result in zip(seeds, _train_at(ctx, seeds, n)):
+            predictions = _network_outputs(ctx, result.params, seed, d.x_test, len(d.x_test))
+            best, targets = result.best, ctx.targets(seed)[:n]
+            records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
+                            "best_step": result.best_step, "last_step": result.last_step, "cut": result.cut,
+                            "train_mse": best["train_loss"], "val_mse": best["val_loss"],
+                            "min_train_mse": min(h["train_loss"] for h in result.history),
+                            "trivial_train_mse": mse(np.zeros_like(targets), targets)})
     return records
 
 
-def _train_at(ctx: Context, seed: int, n: int):
-    """Train on the first n points from the seed's initialisation; store the parameters."""
+def _network_outputs(ctx: Context, params, seed: int, x: np.ndarray, count: int) -> np.ndarray:
+    """The network's predictions on the last ``count`` rows of :meth:`Context.inputs`
+    (``x``): f(x; θ), minus f(x; θ0) in the centred convention."""
+    apply = jax.jit(ctx.model.apply)
+    out = np.asarray(apply(params, x), dtype=np.float64)
+    if ctx.spec.convention == "centred":
+        out = out - _initial_outputs(ctx, seed)[-count:]
+    return out
+
+
+def _initial_outputs(ctx: Context, seed: int) -> np.ndarray:
+    """f(x; θ0) on :meth:`Context.inputs` of the seed, computed once per seed."""
+    cached = ctx.__dict__.setdefault("_initial_outputs", {})
+    if seed not in cached:
+        params0 = init_params(ctx.model, seed, ctx.splits.x_train)
+        cached[seed] = np.asarray(jax.jit(ctx.model.apply)(params0, ctx.inputs(seed)), dtype=np.float64)
+    return cached[seed]
+
+
+def _train_at(ctx: Context, seeds: list[int], n: int):
+    """Train on each seed's first n points from its initialisation; store the parameters.
+    In the centred convention the network fits y + f(x; θ0), so f − f0 fits y."""
     spec, d, model = ctx.spec, ctx.splits, ctx.model
-    params0 = init_params(model, seed, d.x_train)
-    result = train(model, params0, seed, d.x_train[:n], d.targets_train[:n], d.x_val, d.targets_val,
-                   spec.train, description=f"{spec.arch} seed {seed} n={n}",
-                   checkpoints=checkpoint_steps(spec.train, n))
+    n_max, n_val = spec.n_max, spec.n_val
+    xs, ys, y_vals = [], [], []
+    for seed in seeds:
+        x_all = ctx.inputs(seed)
+        shift = _initial_outputs(ctx, seed) if spec.convention == "centred" else np.zeros((len(x_all), 1))
+        xs.append(x_all[:n])
+        ys.append((ctx.targets(seed)[:n] + shift[:n]).astype(np.float32))
+        y_vals.append((d.targets_val + shift[n_max:n_max + n_val]).astype(np.float32))
+    params0 = [init_params(model, seed, d.x_train) for seed in seeds]
+    results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train,
+                         description=f"{spec.arch} seeds {','.join(map(str, seeds))} n={n}",
+                         checkpoints=True, batched=len(seeds) > 1)
     if ctx.cache is not None:
-        ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
-        for step, params in result.checkpoints.items():
-            ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}-step{step}", params)
-    return result
+        for seed, result in zip(seeds, results):
+            ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
+            for step, params in result.checkpoints.items():
+                ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}-step{step}", params)
+    return results
 
 
-def trained_params(ctx: Context, seed: int, n: int, steps=None):
+def trained_params(ctx: Context, seed: int, n: int, checkpoints: bool = False):
     """The network's best-validation parameters after training on n points, or with
-    ``steps`` a dict step → parameters at those checkpoints: stored by the network's
-    experiment (computed first if needed), or trained again when the store lacks them."""
+    ``checkpoints`` a dict step → parameters at its stored checkpoints: stored by the
+    network's experiment (computed first if needed), or trained again when the store
+    lacks them."""
     template = init_params(ctx.model, seed, ctx.splits.x_train)
-    names = {None: f"seed{seed}-n{n}"} if steps is None else {s: f"seed{seed}-n{n}-step{s}" for s in steps}
     if ctx.cache is not None:
         ctx.cache.get(ctx.spec.network())
-        stored = {k: ctx.cache.load_params(ctx.spec.network(), name, template) for k, name in names.items()}
-        if all(p is not None for p in stored.values()):
-            return stored[None] if steps is None else stored
-    result = _train_at(ctx, seed, n)
-    return result.params if steps is None else {s: result.checkpoints[s] for s in steps}
+        if not checkpoints:
+            stored = ctx.cache.load_params(ctx.spec.network(), f"seed{seed}-n{n}", template)
+        else:
+            stored = ctx.cache.load_checkpoints(ctx.spec.network(), f"seed{seed}-n{n}-step", template)
+        if stored:
+            return stored
+    result = _train_at(ctx, [seed], n)[0]
+    return result.checkpoints if checkpoints else result.params
 
 
 def kernel_curve(ctx: Context, gram: np.ndarray, f0: np.ndarray, seed: int) -> list[dict]:
-    """Kernel regression on each nested prefix, from one Gram over [train_max | val | test].
-
-    ``gram`` and ``f0`` (the network output at the kernel's parameters) are indexed by the
-    concatenation of the n_max training points, the validation points and the test points.
-    """
+    """Kernel regression on each nested prefix, from one Gram over :meth:`Context.inputs`
+    (the seed's n_max training points, the validation points and the test points), with
+    ``f0`` the offset on the same rows."""
     spec, d = ctx.spec, ctx.splits
     n_max, n_val = spec.n_max, spec.n_val
     val = slice(n_max, n_max + n_val)
     test = slice(n_max + n_val, None)
-    fits = fit_ridge_path(gram[:n_max, :n_max], gram[val, :n_max], gram[test, :n_max], d.targets_train[:n_max],
+    fits = fit_ridge_path(gram[:n_max, :n_max], gram[val, :n_max], gram[test, :n_max], ctx.targets(seed),
                           d.targets_val, f0[:n_max], f0[val], f0[test], spec.n_grid, spec.ridge_grid)
-    return [{"seed": seed, "n": fit.n, **_evaluate(fit.test_predictions, d), "ridge": fit.ridge, "val_mse": fit.val_mse}
-            for fit in fits]
+    edges = (min(spec.ridge_grid), max(spec.ridge_grid))
+    return [{"seed": seed, "n": fit.n, **_evaluate(fit.test_predictions, d), "ridge": fit.ridge,
+             "ridge_at_edge": fit.ridge in edges, "val_mse": fit.val_mse} for fit in fits]
 
 
 def entk_curve(ctx: Context, params, seed: int) -> list[dict]:
-    """Kernel regression with the eNTK at ``params``, offset by the network's output there."""
-    d, model = ctx.splits, ctx.model
-    x_all = np.concatenate([d.x_train, d.x_val, d.x_test])
-    gram = entk_gram(model, params, x_all, precision=ctx.spec.entk_precision,
+    """Kernel regression with the eNTK at ``params`` (offset: :meth:`Context.offset`)."""
+    gram = entk_gram(ctx.model, params, ctx.inputs(seed), precision=ctx.spec.entk_precision,
                      description=f"eNTK {ctx.spec.arch} seed {seed}")
-    f0 = np.asarray(jax.jit(model.apply)(params, x_all), dtype=np.float64)
-    return kernel_curve(ctx, gram, f0, seed)
+    return kernel_curve(ctx, gram, ctx.offset(params, seed), seed)
 
 
 def run_entk_init_seed(ctx: Context, seed: int) -> list[dict]:
@@ -229,9 +306,12 @@ def run_entk_after_seed(ctx: Context, seed: int) -> list[dict]:
 
 def run_ntk_inf_seed(ctx: Context, seed: int) -> list[dict]:
     """Kernel regression with the twin's analytic infinite-width NTK (no offset: the
-    infinite-width network's mean output is 0). Seed-independent: computed once per
-    experiment and repeated for each seed so the curve pairs with the network's."""
-    return [{**record, "seed": seed} for record in ctx.infinite_ntk_curve]
+    infinite-width network's mean output is 0) on the seed's training sets; one Gram over
+    the whole pool serves every seed."""
+    s = ctx.spec
+    rows = np.concatenate([ctx.order(seed), s.pool_size + np.arange(s.n_val + s.n_test)])
+    gram = ctx.infinite_ntk_gram[np.ix_(rows, rows)]
+    return kernel_curve(ctx, gram, np.zeros((len(rows), ctx.splits.num_outputs)), seed)
 
 
 def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
@@ -239,17 +319,17 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     distances between kernels on the probe set, velocity per epoch, and the test loss of
     kernel regression (on the same n0 points) with the kernel taken at each checkpoint."""
     spec, d, model = ctx.spec, ctx.splits, ctx.model
-    n, steps = spec.n0, checkpoint_steps(spec.train, spec.n0)
-    x_all = np.concatenate([d.x_train[:n], d.x_val, d.x_test])
+    n, n_max = spec.n0, spec.n_max
+    rows = np.r_[0:n, n_max:n_max + spec.n_val + spec.n_test]  # the seed's first n points, val, test
+    x_all = ctx.inputs(seed)[rows]
     val, test = slice(n, n + spec.n_val), slice(n + spec.n_val, None)
     probe = slice(n + spec.n_val, n + spec.n_val + min(PROBE_SIZE, spec.n_test))
-    apply = jax.jit(model.apply)
     records, probes = [], []
-    for step, params in trained_params(ctx, seed, n, steps).items():
+    for step, params in sorted(trained_params(ctx, seed, n, checkpoints=True).items()):
         gram = entk_gram(model, params, x_all, precision=spec.entk_precision,
                          description=f"eNTK {spec.arch} seed {seed} step {step}")
-        f0 = np.asarray(apply(params, x_all), dtype=np.float64)
-        fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], d.targets_train[:n], d.targets_val,
+        f0 = ctx.offset(params, seed)[rows]
+        fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], ctx.targets(seed)[:n], d.targets_val,
                         f0[:n], f0[val], f0[test], spec.ridge_grid)
         probes.append(gram[probe, probe])
         records.append({"seed": seed, "n": n, "step": step,
@@ -264,10 +344,26 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     return records
 
 
+def seed_groups(spec: ExperimentSpec, seeds: list[int]) -> list[list[int]]:
+    """The seeds that one runner call computes together: every seed of a network curve in
+    one vmapped step where that pays (:func:`ntkbench.train.batches_networks`), else one
+    seed a call (each call's records are saved as partial progress)."""
+    if spec.kind == "nn" and batches_networks() and len(seeds) > 1:
+        return [list(seeds)]
+    return [[seed] for seed in seeds]
+
+
+def run_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
+    """The records of ``seeds`` (one group of :func:`seed_groups`)."""
+    if ctx.spec.kind == "nn" and len(seeds) > 1:
+        return run_nn_seeds(ctx, seeds)
+    return [record for seed in seeds for record in RUNNERS[ctx.spec.kind](ctx, seed)]
+
+
 NEEDS_N0 = ("entk_after", "entk_evolution")
 ENTK_KINDS = ("entk_init", *NEEDS_N0)  # the kinds that compute an empirical NTK
 RUNNERS: dict[str, Callable[[Context, int], list[dict]]] = {
-    "nn": run_nn_seed,
+    "nn": lambda ctx, seed: run_nn_seeds(ctx, [seed]),
     "entk_init": run_entk_init_seed,
     "ntk_inf": run_ntk_inf_seed,
     "entk_after": run_entk_after_seed,

@@ -1,9 +1,16 @@
-"""Training with optax: a jit-compiled step, minibatch SGD or Adam, early stopping.
+"""Training with optax: jit-compiled minibatch steps, early stopping on validation patience.
 
 Loss is the mean over samples of the squared error summed over outputs (MSE on centred
-one-hot targets for classification). The parameters returned for each seed are those with
-the lowest validation loss among the evaluations (early stopping on the validation split,
-the counterpart of the kernel's ridge selected on the same split).
+one-hot targets for classification). The parameters returned for each run are those with
+the lowest validation loss (early stopping on the validation split, the counterpart of the
+kernel's ridge selected on the same split); the budget rule is in
+:mod:`ntkbench.train_config`.
+
+Minibatches: each epoch is one permutation of the training points, drawn on the host from
+the run's seed and cut into batches (sampling without replacement within an epoch, at no
+per-step cost). Several runs with the same shapes can train in one vmapped step
+(:func:`train_many`); each one then stops, keeps its best parameters and draws its batches
+exactly as it would alone.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ntkbench.train_config import TrainConfig
+from ntkbench.train_config import TrainConfig, checkpoint_steps, kept_steps
 
-__all__ = ["DivergedError", "TrainConfig", "TrainResult", "init_params", "train"]
+__all__ = ["DivergedError", "TrainConfig", "TrainResult", "init_params", "train", "train_many"]
 
 
 class DivergedError(RuntimeError):
@@ -30,14 +37,28 @@ class DivergedError(RuntimeError):
 class TrainResult:
     params: object  # parameters with the lowest validation loss
     best_step: int
+    last_step: int  # steps run before stopping
+    cut: bool  # stopped by max_steps while its validation loss was still improving
     history: list[dict]  # per evaluation: step, train_loss, val_loss
     checkpoints: dict = dataclasses.field(default_factory=dict)  # step → parameters
 
+    @property
+    def best(self) -> dict:
+        """The evaluation at the best step (train and validation loss of the kept parameters)."""
+        return next(h for h in self.history if h["step"] == self.best_step)
 
-def make_optimizer(config: TrainConfig, steps: int) -> optax.GradientTransformation:
-    """The optimizer for a run of ``steps`` steps (the cosine schedule decays over them)."""
+
+def batches_networks() -> bool:
+    """Whether the runs of a curve train in one vmapped step (:func:`train_many`) on this
+    process's default device. Measured (``benchmarks/perf/training.py``): on a CPU it does
+    not pay (1.0–1.2× for MNIST-1D MLPs, 2× slower for 1-D CNNs), so only accelerators batch."""
+    return jax.default_backend() != "cpu"
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optimizer of a run (a cosine schedule decays over ``max_steps``)."""
     if config.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(config.learning_rate, steps)
+        lr = optax.cosine_decay_schedule(config.learning_rate, config.max_steps)
     else:
         lr = optax.constant_schedule(config.learning_rate)
     if config.optimizer == "adam":
@@ -54,49 +75,112 @@ def init_params(model, seed: int, sample_input: np.ndarray):
 
 
 def train(model, params, seed: int, x, y, x_val, y_val, config: TrainConfig,
-          description: str = "train", checkpoints=()) -> TrainResult:
+          description: str = "train", checkpoints: bool = False) -> TrainResult:
     """Train ``params`` on (x, y) with minibatches drawn by ``seed``; early-stop on validation.
-    The parameters after each step count in ``checkpoints`` (0: the initial ones) are kept in
-    ``TrainResult.checkpoints``.
+    With ``checkpoints``, :func:`checkpoint_steps` of the best step (to within ~5%) are kept
+    in ``TrainResult.checkpoints``."""
+    return train_many(model, [params], [seed], [x], [y], x_val, y_val, config, description,
+                      checkpoints, batched=False)[0]
 
-    Steps run as a Python loop over one jit-compiled step: on CPU, XLA runs convolutions
-    inside ``lax.scan`` ~35x slower than the same step called from Python.
-    """
-    x, y, x_val, y_val = map(jnp.asarray, (x, y, x_val, y_val))
-    n = x.shape[0]
+
+def train_many(model, params: list, seeds: list[int], xs: list, ys: list, x_val, y_val_list,
+               config: TrainConfig, description: str = "train", checkpoints: bool = False,
+               batched: bool = True) -> list[TrainResult]:
+    """Train several runs of one model on training sets of one size; ``y_val_list`` holds
+    each run's validation targets (or one array for all). ``batched``: one vmapped step for
+    all runs; otherwise one run after the other (each with the same results as alone)."""
+    y_vals = list(y_val_list) if isinstance(y_val_list, list | tuple) else [y_val_list] * len(params)
+    if not batched:
+        return [_train_group(model, [p], [s], [x], [y], x_val, [v], config, description, checkpoints)[0]
+                for p, s, x, y, v in zip(params, seeds, xs, ys, y_vals)]
+    return _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, description, checkpoints)
+
+
+def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, description, checkpoints):
+    runs = len(params)
+    n = int(np.shape(xs[0])[0])
     batch = min(config.batch_size, n)
-    total = config.steps_for(n)
-    every = max(1, min(config.eval_every, total // 10))  # at least ~10 evaluations per run
-    optimizer = make_optimizer(config, total)
+    per_epoch, patience = config.steps_per_epoch(n), config.patience_for(n)
+    optimizer = make_optimizer(config)
+    stack = (lambda arrays: jnp.stack([jnp.asarray(a) for a in arrays])) if runs > 1 else (lambda a: jnp.asarray(a[0]))
+    x, y, y_val = stack(xs), stack(ys), stack(y_vals)
+    x_val = jnp.asarray(x_val)
+    p = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params) if runs > 1 else params[0]
 
-    def loss_fn(p, xb, yb):
-        return mse(model.apply(p, xb), yb)
+    def loss_fn(q, xb, yb):
+        return mse(model.apply(q, xb), yb)
 
-    @jax.jit
-    def step(p, opt_state, key):
-        idx = jax.random.choice(key, n, (batch,), replace=False)
-        loss, grads = jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, loss
+    def one_step(q, opt_state, xs_, ys_, idx):
+        grads = jax.grad(loss_fn)(q, xs_[idx], ys_[idx])
+        updates, opt_state = optimizer.update(grads, opt_state, q)
+        return optax.apply_updates(q, updates), opt_state
 
-    evaluate = jax.jit(lambda p: (loss_fn(p, x, y), loss_fn(p, x_val, y_val)))
-    opt_state = optimizer.init(params)
-    keys = jax.random.split(jax.random.PRNGKey(int(seed) + 1_000_003), total)
-    best = (np.inf, 0, params)
-    history = []
-    kept = {0: params} if 0 in checkpoints else {}
-    for i in tqdm(range(total), desc=description, leave=False, disable=None):
-        params, opt_state, _ = step(params, opt_state, keys[i])
-        done = i + 1
-        if done in checkpoints:
-            kept[done] = params
-        if done % every and done != total:
+    def one_eval(q, xs_, ys_, yv):
+        return loss_fn(q, xs_, ys_), loss_fn(q, x_val, yv)
+
+    many = runs > 1
+    step = jax.jit(jax.vmap(one_step) if many else one_step)
+    evaluate = jax.jit(jax.vmap(one_eval) if many else one_eval)
+    init_state = jax.jit(jax.vmap(optimizer.init) if many else optimizer.init)
+    opt_state = init_state(p)
+    rngs = [np.random.default_rng([int(s), n, 1_000_003]) for s in seeds]
+    trackers = [_Tracker(params[i], patience, config) for i in range(runs)]
+    keep = set(kept_steps(config.max_steps, config.eval_every)) if checkpoints else set()
+    unstack = (lambda tree, i: jax.tree.map(lambda a: a[i], tree)) if many else (lambda tree, i: tree)
+    if 0 in keep:
+        for i, tracker in enumerate(trackers):
+            tracker.kept[0] = params[i]
+    early = {2**k for k in range(config.eval_every.bit_length())}  # finer evaluations before the first
+    order = None
+    progress = tqdm(total=config.max_steps, desc=description, leave=False, disable=None)
+    for done in range(1, config.max_steps + 1):
+        position = (done - 1) % per_epoch
+        if position == 0:
+            order = np.stack([rng.permutation(n)[:per_epoch * batch] for rng in rngs]).reshape(runs, per_epoch, batch)
+        idx = order[:, position] if many else order[0, position]
+        p, opt_state = step(p, opt_state, x, y, idx)
+        if done in keep:
+            for i, tracker in enumerate(trackers):
+                if tracker.running:
+                    tracker.kept[done] = unstack(p, i)
+        if done % config.eval_every and done != config.max_steps and done not in early:
             continue
-        train_loss, val_loss = (float(v) for v in evaluate(params))
+        progress.update(done - progress.n)
+        losses = np.asarray(evaluate(p, x, y, y_val), dtype=np.float64).reshape(2, runs)
+        for i, tracker in enumerate(trackers):
+            if tracker.running:
+                tracker.record(done, losses[0, i], losses[1, i], lambda i=i: unstack(p, i))
+        if not any(t.running for t in trackers):
+            break
+    progress.close()
+    return [t.result() for t in trackers]
+
+
+class _Tracker:
+    """One run's early-stopping record: best validation loss, its step and parameters."""
+
+    def __init__(self, params, patience: int, config: TrainConfig):
+        self.params, self.patience, self.config = params, patience, config
+        self.best_val, self.best_step, self.last_step = math.inf, 0, 0
+        self.history, self.kept, self.running = [], {}, True
+
+    def record(self, step: int, train_loss: float, val_loss: float, params) -> None:
         if not (math.isfinite(train_loss) and train_loss < 1e6):
-            raise DivergedError(f"training diverged by step {done}: train loss {train_loss:.3g} "
-                                f"with {config.optimizer} at learning rate {config.learning_rate:g}")
-        if val_loss < best[0]:
-            best = (val_loss, done, params)
-        history.append({"step": done, "train_loss": train_loss, "val_loss": val_loss})
-    return TrainResult(best[2], best[1], history, kept)
+            raise DivergedError(f"training diverged by step {step}: train loss {train_loss:.3g} with "
+                                f"{self.config.optimizer} at learning rate {self.config.learning_rate:g}")
+        self.history.append({"step": step, "train_loss": float(train_loss), "val_loss": float(val_loss)})
+        self.last_step = step
+        if val_loss < self.best_val:
+            self.best_val, self.best_step, self.params = val_loss, step, params()
+        if step - self.best_step >= self.patience or step >= self.config.max_steps:
+            self.running = False
+
+    def result(self) -> TrainResult:
+        cut = self.last_step - self.best_step < self.patience
+        checkpoints = {}
+        if self.kept:
+            available = np.array(sorted({s for s in self.kept if s <= self.best_step} | {self.best_step}))
+            for target in checkpoint_steps(self.best_step):
+                nearest = int(available[np.argmin(np.abs(available - target))])
+                checkpoints[nearest] = self.params if nearest == self.best_step else self.kept[nearest]
+        return TrainResult(self.params, self.best_step, self.last_step, cut, self.history, checkpoints)

@@ -1,4 +1,11 @@
-"""Training hyperparameters (kept free of jax so that reading them is cheap)."""
+"""Training hyperparameters (kept free of jax so that reading them is cheap).
+
+The budget is defined the same way at every training size: evaluate every ``eval_every``
+steps, stop once the validation loss has not improved for ``patience`` steps (or
+``patience_epochs`` passes over the data, whichever is longer), and never run past
+``max_steps``. A run that reaches ``max_steps`` while its best validation loss is less than
+one patience old was cut while still improving, and is flagged as such.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +21,20 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9  # SGD only
-    schedule: str = "cosine"
+    schedule: str = "constant"  # cosine decays over max_steps
     batch_size: int = 128
-    steps: int = 2000
-    eval_every: int = 100
-    max_epochs: int | None = None  # caps the steps of small training sets at this many epochs
+    max_steps: int = 20000  # the cap
+    eval_every: int = 25  # steps between validation evaluations (and at steps 1, 2, 4, … before)
+    patience: int = 500  # steps without a better validation loss before stopping
+    patience_epochs: float = 0.0  # ... or this many epochs, whichever is longer
 
-    def steps_for(self, n: int) -> int:
-        """Steps of a run on n samples: ``steps``, capped at ``max_epochs`` passes over them."""
-        if self.max_epochs is None:
-            return self.steps
-        return max(1, min(self.steps, math.ceil(self.max_epochs * n / min(self.batch_size, n))))
+    def steps_per_epoch(self, n: int) -> int:
+        """Minibatches of one epoch (each epoch is one permutation of the n points)."""
+        return max(1, n // min(self.batch_size, n))
+
+    def patience_for(self, n: int) -> int:
+        """Steps without a better validation loss after which a run on n points stops."""
+        return max(self.patience, math.ceil(self.patience_epochs * self.steps_per_epoch(n)))
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -35,16 +45,28 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
-        if self.steps < 1 or self.eval_every < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("steps, eval_every, batch_size and learning_rate must be positive")
+        positive = ("max_steps", "eval_every", "patience", "batch_size", "learning_rate")
+        if any(getattr(self, name) <= 0 for name in positive) or self.patience_epochs < 0:
+            raise ValueError(f"{', '.join(positive)} must be positive and patience_epochs non-negative")
 
 
-def checkpoint_steps(config: TrainConfig, n: int, count: int = 6) -> tuple[int, ...]:
-    """0, ``count`` log-spaced step counts from 1/256 of a run on n samples to its end, and
-    the half- and three-quarter marks (so that the second half holds three checkpoints)."""
-    total = config.steps_for(n)
-    steps = [int(round(s)) for s in _geomspace(max(total / 256, 1), total, count)]
-    return tuple(sorted({0, *steps, total // 2, 3 * total // 4}))
+def checkpoint_steps(end: int, count: int = 6) -> tuple[int, ...]:
+    """0, ``count`` log-spaced step counts from 1/256 of a run ending at step ``end`` to its
+    end, and the half- and three-quarter marks (so that the second half holds three)."""
+    steps = [int(round(s)) for s in _geomspace(max(end / 256, 1), end, count)]
+    return tuple(sorted({0, *steps, end // 2, 3 * end // 4}))
+
+
+def kept_steps(max_steps: int, eval_every: int, ratio: float = 1.05) -> tuple[int, ...]:
+    """Steps at which a run keeps its parameters in memory, so that :func:`checkpoint_steps`
+    of whatever step it ends at can be served to within ~5%: every step up to ``eval_every``,
+    then evaluation steps on a geometric grid."""
+    kept, step = list(range(min(eval_every, max_steps) + 1)), eval_every
+    while step <= max_steps:
+        if step >= kept[-1] * ratio:
+            kept.append(step)
+        step += eval_every
+    return tuple(kept)
 
 
 def _geomspace(start: float, stop: float, count: int) -> list[float]:
@@ -52,5 +74,5 @@ def _geomspace(start: float, stop: float, count: int) -> list[float]:
     return [start * ratio**i for i in range(count)]
 
 
-_TYPES = {"str": str, "float": (int, float), "int": int, "int | None": (int, type(None))}
-_NAMES = {"str": "a string", "float": "a number", "int": "an integer", "int | None": "an integer or None"}
+_TYPES = {"str": str, "float": (int, float), "int": int}
+_NAMES = {"str": "a string", "float": "a number", "int": "an integer"}

@@ -15,8 +15,8 @@ import pytest
 from ntkbench.storage import CACHE_ENV
 
 # Tier overrides that shrink the smoke tier to a couple of seconds per experiment.
-TINY_SETTINGS = ("n_grid=(8,16,32)", "n_val=16", "n_test=32", "seeds=(0,1)", "steps=20",
-                 "eval_every=10", "bootstrap_reps=20", "after_n0=(16,)", "mlp.width=16")
+TINY_SETTINGS = ("n_grid=(8,16,32)", "n_val=16", "n_test=32", "seeds=(0,1)", "max_steps=400",
+                 "eval_every=5", "patience=40", "bootstrap_reps=20", "after_n0=(16,)", "mlp.width=16")
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def make_spec():
 
     base = ExperimentSpec(kind="nn", arch="mlp", dataset="mnist1d", n_grid=(8, 16), n_val=8,
                           n_test=16, seeds=(0, 1), arch_kwargs=(("width", 8),),
-                          train=TrainConfig(steps=4, eval_every=2))
+                          train=TrainConfig(max_steps=4, eval_every=2))
 
     def make(kind: str = "nn", **changes):
         if kind != "nn":

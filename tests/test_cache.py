@@ -254,13 +254,13 @@ def warm_copy(tiny_run, tmp_path) -> Path:
 @pytest.fixture
 def train_calls(monkeypatch) -> list[tuple[int, int]]:
     """(seed, training size) of every network the runners train."""
-    calls, original = [], experiments.train
+    calls, original = [], experiments.train_many
 
-    def counting(model, params, seed, x, *args, **kwargs):
-        calls.append((seed, len(x)))
-        return original(model, params, seed, x, *args, **kwargs)
+    def counting(model, params, seeds, xs, *args, **kwargs):
+        calls.extend((seed, len(x)) for seed, x in zip(seeds, xs))
+        return original(model, params, seeds, xs, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train", counting)
+    monkeypatch.setattr(experiments, "train_many", counting)
     return calls
 
 

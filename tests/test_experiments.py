@@ -36,8 +36,8 @@ def test_equal_specs_are_interchangeable(make_spec):
     pytest.param({"n_grid": (8, 32)}, id="n_grid"),
     pytest.param({"seeds": (0, 2)}, id="seeds"),
     pytest.param({"seeds": (1, 0)}, id="seed-order"),
-    pytest.param({"train": TrainConfig(steps=4, eval_every=2, learning_rate=0.01)}, id="learning_rate"),
-    pytest.param({"train": TrainConfig(steps=4, eval_every=2, optimizer="sgd")}, id="optimizer"),
+    pytest.param({"train": TrainConfig(max_steps=4, eval_every=2, learning_rate=0.01)}, id="learning_rate"),
+    pytest.param({"train": TrainConfig(max_steps=4, eval_every=2, optimizer="sgd")}, id="optimizer"),
     pytest.param({"arch_kwargs": (("width", 16),)}, id="arch_kwargs"),
     pytest.param({"arch": "cnn1d"}, id="arch"),
     pytest.param({"dataset": "teacher"}, id="dataset"),
@@ -47,6 +47,8 @@ def test_equal_specs_are_interchangeable(make_spec):
     pytest.param({"data_kwargs": (("dim", 8),)}, id="data_kwargs"),
     pytest.param({"ridge_grid": (0.1, 1.0)}, id="ridge_grid"),
     pytest.param({"entk_precision": "tf32"}, id="entk_precision"),
+    pytest.param({"convention": "uncentred"}, id="convention"),
+    pytest.param({"n_pool": 64}, id="n_pool"),
 ])
 def test_changing_any_field_changes_the_key(make_spec, changes):
     changed = make_spec(**changes)
@@ -124,16 +126,14 @@ def twin_gram_rows(monkeypatch):
     return rows
 
 
-def test_ntk_inf_is_computed_once_and_repeated_for_every_seed(make_spec, twin_gram_rows):
-    spec = make_spec("ntk_inf", seeds=(0, 1, 2))
+def test_ntk_inf_is_computed_once_over_the_pool_and_fitted_on_each_seeds_data(make_spec, twin_gram_rows):
+    spec = make_spec("ntk_inf", seeds=(0, 1, 2), n_pool=32)
     records = ExperimentCache().get(spec).records
-    assert twin_gram_rows == [spec.n_max + spec.n_val + spec.n_test]  # one Gram: train | val | test
+    assert twin_gram_rows == [spec.n_pool + spec.n_val + spec.n_test]  # one Gram: pool | val | test
     assert sorted(zip(records["seed"], records["n"])) == sorted(itertools.product(spec.seeds, spec.n_grid))
     assert np.all(np.isfinite(records["test_mse"])) and (records["test_mse"] > 0).all()
-    first, *others = (records[records["seed"] == seed].drop(columns="seed").reset_index(drop=True)
-                      for seed in spec.seeds)
-    for other in others:
-        pd.testing.assert_frame_equal(other, first, check_exact=True)
+    per_seed = [records[records["seed"] == seed]["test_mse"].to_numpy() for seed in spec.seeds]
+    assert not np.array_equal(per_seed[0], per_seed[1])  # each seed its own training sets
 
 
 def test_ntk_inf_of_an_architecture_without_a_twin_is_not_applicable(make_spec, twinless, twin_gram_rows):
@@ -168,3 +168,45 @@ def test_same_spec_gives_identical_numbers_in_a_fresh_cache(computed):
     assert not again.from_cache and again.path != computed.path
     expected = computed.records[computed.records["seed"] == seed].reset_index(drop=True)
     pd.testing.assert_frame_equal(again.records, expected, check_exact=True, check_like=True)
+
+
+def test_each_seed_draws_its_own_nested_training_sets(make_spec):
+    spec = make_spec(n_pool=64)
+    ctx = experiments.Context(spec)
+    first, second = ctx.order(0), ctx.order(1)
+    assert len(first) == spec.n_max and len(set(first)) == spec.n_max and max(first) < 64
+    assert set(first[:8]) != set(second[:8]) and set(first) != set(second)  # other points, not another order
+    np.testing.assert_array_equal(ctx.inputs(0)[:spec.n_max], ctx.splits.x_train[first])
+    np.testing.assert_array_equal(ctx.order(0), first)  # reproducible; each n is a prefix of it
+
+
+def test_centred_network_predicts_exactly_zero_at_initialisation(make_spec):
+    from ntkbench.train import init_params
+
+    ctx = experiments.Context(make_spec())
+    params0 = init_params(ctx.model, 1, ctx.splits.x_train)
+    x_all = ctx.inputs(1)
+    assert np.array_equal(experiments._network_outputs(ctx, params0, 1, x_all, len(x_all)), np.zeros((len(x_all), 10)))
+    uncentred = experiments.Context(make_spec(convention="uncentred"))
+    assert np.abs(experiments._network_outputs(uncentred, params0, 1, x_all, len(x_all))).max() > 0.1
+
+
+def test_centred_entk_regression_has_no_offset_and_interpolates_as_the_ridge_vanishes(make_spec):
+    from ntkbench.kernels import entk_gram
+    from ntkbench.regression import fit_ridge
+    from ntkbench.train import init_params
+
+    ctx = experiments.Context(make_spec())
+    params0 = init_params(ctx.model, 0, ctx.splits.x_train)
+    assert not ctx.offset(params0, 0).any()
+    assert experiments.Context(make_spec(convention="uncentred")).offset(params0, 0).any()
+    n, x_all, y = 16, ctx.inputs(0), ctx.targets(0)[:16]
+    gram = entk_gram(ctx.model, params0, x_all)
+    zero = np.zeros_like(y)
+    fit = fit_ridge(gram[:n, :n], gram[:n, :n], gram[:n, :n], y, y, zero, zero, zero, ridge_grid=(1e-9,))
+    np.testing.assert_allclose(fit.test_predictions, y, atol=1e-3)
+
+
+def test_unknown_convention_is_rejected(make_spec):
+    with pytest.raises(ValueError, match="convention"):
+        make_spec(convention="offset")

@@ -178,7 +178,7 @@ def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytest
     ("--ntkbench-set=nosuchkey=1", "ERROR: ntkbench: unknown override 'nosuchkey'; known: "),
     ("--ntkbench-set=learning_rate", "ERROR: ntkbench: override 'learning_rate' is not KEY=VALUE"),
     ("--ntkbench-set=optimizer=rmsprop", "ERROR: ntkbench: unknown optimizer 'rmsprop'"),
-    ("--ntkbench-set=steps=abc", "ERROR: ntkbench: .*steps"),
+    ("--ntkbench-set=max_steps=abc", "ERROR: ntkbench: .*max_steps"),
 ], ids=["bogus-tier", "unknown-key", "no-equals-sign", "unknown-optimizer", "non-integer-steps"])
 def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
     pytester.makepyfile(test_c1=BENCHMARK)

@@ -25,13 +25,14 @@ def test_builtin_tier_is_valid(name):
 def test_tiers_grow_from_smoke_to_paper():
     smoke, small, paper = (get_tier(name) for name in ("smoke", "small", "paper"))
     assert max(smoke.n_grid) < max(small.n_grid) < max(paper.n_grid)
-    assert smoke.train.steps < small.train.steps < paper.train.steps
+    assert smoke.train.max_steps < small.train.max_steps < paper.train.max_steps
+    assert len(small.seeds) >= 5 and len(paper.seeds) >= 5
 
 
 OVERRIDES = [  # (assignment, attribute of the tier, expected value)
     ("learning_rate=0.1", "train.learning_rate", 0.1),
     ("optimizer=sgd", "train.optimizer", "sgd"),
-    (" steps = 7 ", "train.steps", 7),
+    (" max_steps = 7 ", "train.max_steps", 7),
     ("seeds=(0, 1, 2)", "seeds", (0, 1, 2)),
     ("n_grid=[8, 16]", "n_grid", (8, 16)),
     ("n_val=16", "n_val", 16),
@@ -55,9 +56,9 @@ def test_override_sets_the_field(assignment, attribute, expected):
 def test_overrides_combine_and_the_last_one_wins():
     base = Tier("t", n_grid=(8, 16, 32), n_val=8, n_test=8, seeds=(0,), train=TrainConfig(),
                 arch_kwargs={"mlp": {"width": 8}})
-    tier = base.with_overrides(["mlp.depth=3", "steps=10", "steps=20", "mlp.width=16"])
+    tier = base.with_overrides(["mlp.depth=3", "max_steps=10", "max_steps=20", "mlp.width=16"])
     assert tier.arch_kwargs == {"mlp": {"width": 16, "depth": 3}}
-    assert tier.train == dataclasses.replace(TrainConfig(), steps=20)
+    assert tier.train == dataclasses.replace(TrainConfig(), max_steps=20)
     assert base.arch_kwargs == {"mlp": {"width": 8}}  # not mutated
     assert base.with_overrides([]) == base
 
@@ -68,8 +69,8 @@ def test_overrides_combine_and_the_last_one_wins():
     ("learning_rate", "override 'learning_rate' is not KEY=VALUE"),
     ("optimizer=rmsprop", "unknown optimizer 'rmsprop'; known: adam, sgd"),
     ("schedule=step", "unknown schedule 'step'; known: constant, cosine"),
-    ("steps=0", "must be positive"),
-    ("steps=abc", "steps"),
+    ("max_steps=0", "must be positive"),
+    ("max_steps=abc", "max_steps"),
 ], ids=["unknown-key", "not-overridable", "no-equals-sign", "unknown-optimizer", "unknown-schedule",
         "zero-steps", "non-integer-steps"])
 def test_bad_override_raises_a_clear_value_error(assignment, message):

@@ -10,20 +10,21 @@ from ntkbench.models import build_model
 from ntkbench.train import DivergedError, TrainConfig, init_params, mse, train
 
 CONFIGS = {
-    "adam": TrainConfig(optimizer="adam", learning_rate=1e-2, schedule="constant", batch_size=8,
-                        steps=60, eval_every=10),
+    "adam": TrainConfig(optimizer="adam", learning_rate=1e-2, batch_size=8, max_steps=60, eval_every=10),
     "sgd": TrainConfig(optimizer="sgd", learning_rate=0.05, schedule="cosine", batch_size=8,
-                       steps=60, eval_every=10),
+                       max_steps=60, eval_every=10),
 }
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; known: adam, sgd"),
     ({"schedule": "step"}, "unknown schedule 'step'; known: constant, cosine"),
-    ({"steps": 0}, "must be positive"),
+    ({"max_steps": 0}, "must be positive"),
     ({"eval_every": 0}, "must be positive"),
     ({"batch_size": 0}, "must be positive"),
-], ids=["optimizer", "schedule", "steps", "eval_every", "batch_size"])
+    ({"patience": 0}, "must be positive"),
+    ({"patience_epochs": -1}, "patience_epochs non-negative"),
+], ids=["optimizer", "schedule", "max_steps", "eval_every", "batch_size", "patience", "patience_epochs"])
 def test_config_rejects_bad_settings(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
@@ -65,8 +66,9 @@ def trained(problem):
 @pytest.mark.parametrize("optimizer", sorted(CONFIGS))
 def test_training_lowers_the_loss(problem, trained, optimizer):
     config, result = CONFIGS[optimizer], trained[optimizer]
-    every = min(config.eval_every, config.steps // 10)  # at least ten evaluations a run
-    assert [h["step"] for h in result.history] == list(range(every, config.steps + 1, every))
+    early = [1, 2, 4, 8]  # evaluations before the first eval_every steps
+    assert [h["step"] for h in result.history] == [*early, *range(config.eval_every, config.max_steps + 1,
+                                                                 config.eval_every)]
     assert problem.loss(result.params) < 0.5 * problem.loss(problem.params)
     assert result.history[-1]["train_loss"] < 0.5 * problem.loss(problem.params)
 
@@ -80,36 +82,84 @@ def test_same_seed_gives_identical_parameters(problem, trained):
     assert problem.loss(other_seed.params) != problem.loss(result.params)
 
 
-def test_returns_the_parameters_with_the_best_validation_loss(problem):
+def test_returns_the_parameters_with_the_best_validation_loss_and_stops_after_patience(problem):
     # Validation targets opposite to the training ones: fitting the training set worsens
     # the validation loss, so the best parameters are an early evaluation, not the last.
-    config = dataclasses.replace(CONFIGS["adam"], steps=60, eval_every=5)
+    config = dataclasses.replace(CONFIGS["adam"], max_steps=1000, eval_every=5, patience=30)
     result = problem.train(config, val_targets=-problem.y)
     val_losses = {h["step"]: h["val_loss"] for h in result.history}
     assert result.best_step == min(val_losses, key=val_losses.get)
-    assert result.best_step < config.steps
     assert problem.loss(result.params, -problem.y) == pytest.approx(val_losses[result.best_step], rel=1e-5)
-    assert val_losses[config.steps] > val_losses[result.best_step]
+    assert result.last_step == max(val_losses) < config.max_steps  # stopped by patience, not the cap
+    assert result.best_step + config.patience <= result.last_step < result.best_step + config.patience + 5
+    assert not result.cut
+
+
+def test_a_run_stopped_by_the_cap_while_still_improving_is_flagged_cut(problem):
+    still_improving = problem.train(dataclasses.replace(CONFIGS["adam"], learning_rate=1e-3, patience=50))
+    assert still_improving.last_step == 60 and still_improving.best_step == 60 and still_improving.cut
+    converged = problem.train(dataclasses.replace(CONFIGS["adam"], patience=50), val_targets=-problem.y)
+    assert converged.last_step == 60 and converged.best_step <= 10 and not converged.cut
 
 
 def test_huge_learning_rate_raises_diverged_error(problem):
-    config = dataclasses.replace(CONFIGS["adam"], learning_rate=1e6, steps=20)
-    with pytest.raises(DivergedError, match=r"diverged by step 2: .* with adam at learning rate 1e\+06") as error:
+    config = dataclasses.replace(CONFIGS["adam"], learning_rate=1e6, max_steps=20)
+    with pytest.raises(DivergedError, match=r"diverged by step 1: .* with adam at learning rate 1e\+06") as error:
         problem.train(config)
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("n, steps", [(8, 40), (16, 40), (32, 80), (4096, 100)])
-def test_max_epochs_caps_the_steps_of_small_training_sets(n, steps):
-    config = TrainConfig(steps=100, batch_size=16, max_epochs=40)
-    assert config.steps_for(n) == steps
-    assert TrainConfig(steps=100).steps_for(n) == 100
+@pytest.mark.parametrize("n, patience", [(8, 100), (64, 100), (512, 128), (4096, 1024)])
+def test_patience_is_the_longer_of_steps_and_epochs(n, patience):
+    config = TrainConfig(batch_size=16, patience=100, patience_epochs=4)
+    assert config.steps_per_epoch(n) == max(1, n // 16)
+    assert config.patience_for(n) == patience
 
 
-def test_checkpoints_are_log_spaced_with_two_in_the_second_half():
+def test_each_epoch_visits_every_point_once(problem, monkeypatch):
+    """Minibatches are one permutation of the points an epoch, cut into batches."""
+    import ntkbench.train
+
+    seen, original = [], np.random.default_rng
+
+    class Recording:
+        def __init__(self, seed):
+            self.rng = original(seed)
+
+        def permutation(self, n):
+            seen.append(self.rng.permutation(n))
+            return seen[-1]
+
+    monkeypatch.setattr(ntkbench.train.np.random, "default_rng", Recording)
+    problem.train(dataclasses.replace(CONFIGS["adam"], max_steps=12, batch_size=8))  # 4 steps an epoch
+    assert len(seen) == 3 and all(sorted(order) == list(range(32)) for order in seen)
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_batched_runs_match_the_same_runs_one_at_a_time(problem):
+    from ntkbench.train import train_many
+
+    config = CONFIGS["adam"]
+    inits = [init_params(problem.model, seed, problem.x) for seed in (0, 1)]
+    args = (problem.model, inits, [0, 1], [problem.x] * 2, [problem.y, -problem.y], problem.x, problem.y, config)
+    batched, alone = train_many(*args, batched=True), train_many(*args, batched=False)
+    for b, a in zip(batched, alone):
+        assert (b.best_step, b.last_step, b.cut) == (a.best_step, a.last_step, a.cut)
+        for first, second in zip(jax.tree.leaves(b.params), jax.tree.leaves(a.params)):
+            np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_are_log_spaced_up_to_the_best_step(problem):
     from ntkbench.train_config import checkpoint_steps
 
-    steps = checkpoint_steps(TrainConfig(steps=2000, batch_size=128, max_epochs=200), 512)
-    assert steps[0] == 0 and steps[-1] == 800  # 200 epochs of 4 steps
+    steps = checkpoint_steps(800)
+    assert steps[0] == 0 and steps[-1] == 800
     assert {400, 600} <= set(steps) and steps == tuple(sorted(set(steps)))
     assert steps[1] <= 800 / 256 + 1
+    result = train(problem.model, problem.params, 0, problem.x, problem.y, problem.x, problem.y,
+                   dataclasses.replace(CONFIGS["adam"], max_steps=200), checkpoints=True)
+    kept = sorted(result.checkpoints)
+    assert kept[0] == 0 and kept[-1] == result.best_step
+    assert len(kept) >= 5
+    for first, second in zip(jax.tree.leaves(result.checkpoints[result.best_step]), jax.tree.leaves(result.params)):
+        np.testing.assert_array_equal(first, second)
