@@ -68,7 +68,7 @@ class ExperimentCache:
             partial = {"key": spec.key, "records": [], "elapsed_s": 0.0}
         done = {r["seed"] for r in partial["records"]}
         context = Context(spec, self)
-        for seeds in seed_groups(spec, [seed for seed in spec.seeds if seed not in done]):
+        for seeds in seed_groups(context, [seed for seed in spec.seeds if seed not in done]):
             start = time.perf_counter()
             partial["records"] += run_seeds(context, seeds)
             partial["elapsed_s"] += time.perf_counter() - start

@@ -209,6 +209,11 @@ def run_nn_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
     return records
 
 
+def run_nn_seed(ctx: Context, seed: int) -> list[dict]:
+    """:func:`run_nn_seeds` for one seed."""
+    return run_nn_seeds(ctx, [seed])
+
+
 def _network_outputs(ctx: Context, params, seed: int, x: np.ndarray, count: int) -> np.ndarray:
     """The network's predictions on the last ``count`` rows of :meth:`Context.inputs`
     (``x``): f(x; θ), minus f(x; θ0) in the centred convention."""
@@ -266,7 +271,8 @@ def trained_params(ctx: Context, seed: int, n: int, checkpoints: bool = False):
             stored = ctx.cache.load_checkpoints(ctx.spec.network(), f"seed{seed}-n{n}-step", template)
         if stored:
             return stored
-    result = _train_at(ctx, [seed], n)[0]
+    group = next(g for g in seed_groups(ctx, list(ctx.spec.seeds)) if seed in g)  # as the network experiment
+    result = _train_at(ctx, group, n)[group.index(seed)]
     return result.checkpoints if checkpoints else result.params
 
 
@@ -344,28 +350,31 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     return records
 
 
-def seed_groups(spec: ExperimentSpec, seeds: list[int]) -> list[list[int]]:
+def seed_groups(ctx: Context, seeds: list[int]) -> list[list[int]]:
     """The seeds that one runner call computes together: every seed of a network curve in
     one vmapped step where that pays (:func:`ntkbench.train.batches_networks`), else one
     seed a call (each call's records are saved as partial progress)."""
-    if spec.kind == "nn" and batches_networks() and len(seeds) > 1:
+    batched = BATCHED.get(RUNNERS[ctx.spec.kind])
+    if batched is not None and len(seeds) > 1 and batches_networks(ctx.model, ctx.splits.x_train):
         return [list(seeds)]
     return [[seed] for seed in seeds]
 
 
 def run_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
     """The records of ``seeds`` (one group of :func:`seed_groups`)."""
-    if ctx.spec.kind == "nn" and len(seeds) > 1:
-        return run_nn_seeds(ctx, seeds)
-    return [record for seed in seeds for record in RUNNERS[ctx.spec.kind](ctx, seed)]
+    runner = RUNNERS[ctx.spec.kind]
+    if len(seeds) > 1 and runner in BATCHED:
+        return BATCHED[runner](ctx, seeds)
+    return [record for seed in seeds for record in runner(ctx, seed)]
 
 
 NEEDS_N0 = ("entk_after", "entk_evolution")
 ENTK_KINDS = ("entk_init", *NEEDS_N0)  # the kinds that compute an empirical NTK
 RUNNERS: dict[str, Callable[[Context, int], list[dict]]] = {
-    "nn": lambda ctx, seed: run_nn_seeds(ctx, [seed]),
+    "nn": run_nn_seed,
     "entk_init": run_entk_init_seed,
     "ntk_inf": run_ntk_inf_seed,
     "entk_after": run_entk_after_seed,
     "entk_evolution": run_entk_evolution_seed,
 }
+BATCHED = {run_nn_seed: run_nn_seeds}  # runners that can compute several seeds together

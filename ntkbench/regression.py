@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import lapack
 
-DEFAULT_RIDGE_GRID = tuple(10.0 ** np.arange(-7.0, 2.01, 0.5))
+DEFAULT_RIDGE_GRID = tuple(10.0 ** np.arange(-7.0, 2.01))  # one factorisation of the largest system each
 
 
 class IllConditionedKernelError(ArithmeticError):

@@ -161,12 +161,15 @@ def test_runner_gives_one_finite_record_per_seed_and_n(computed):
 
 
 def test_same_spec_gives_identical_numbers_in_a_fresh_cache(computed):
-    # Seeds are computed independently (that is what lets an interrupted run resume), so
-    # the last seed alone, recomputed from scratch (data included), must match exactly.
-    seed = computed.spec.seeds[-1]
-    again = ExperimentCache().get(dataclasses.replace(computed.spec, seeds=(seed,)))  # empty cache
+    # Seeds computed one at a time are independent (that is what lets an interrupted run
+    # resume), so the last seed alone, recomputed from scratch (data included), must match
+    # exactly; seeds trained in one vmapped step match when the same group is recomputed.
+    ctx = experiments.Context(computed.spec)
+    batched = len(experiments.seed_groups(ctx, list(computed.spec.seeds))) == 1
+    seeds = computed.spec.seeds if batched else computed.spec.seeds[-1:]
+    again = ExperimentCache().get(dataclasses.replace(computed.spec, seeds=seeds))  # empty cache
     assert not again.from_cache and again.path != computed.path
-    expected = computed.records[computed.records["seed"] == seed].reset_index(drop=True)
+    expected = computed.records[computed.records["seed"].isin(seeds)].reset_index(drop=True)
     pd.testing.assert_frame_equal(again.records, expected, check_exact=True, check_like=True)
 
 
@@ -210,3 +213,17 @@ def test_centred_entk_regression_has_no_offset_and_interpolates_as_the_ridge_van
 def test_unknown_convention_is_rejected(make_spec):
     with pytest.raises(ValueError, match="convention"):
         make_spec(convention="offset")
+
+
+def test_an_accelerator_trains_a_curves_seeds_in_one_vmapped_step(make_spec, monkeypatch):
+    import ntkbench.train
+
+    spec = make_spec()
+    alone = [r for seed in spec.seeds for r in experiments.run_seeds(experiments.Context(spec), [seed])]
+    assert experiments.seed_groups(experiments.Context(spec), list(spec.seeds)) == [[0], [1]]  # CPU
+    monkeypatch.setattr(ntkbench.train.jax, "default_backend", lambda: "gpu")
+    ctx = experiments.Context(spec)
+    assert experiments.seed_groups(ctx, list(spec.seeds)) == [[0, 1]]
+    batched = sorted(experiments.run_seeds(ctx, list(spec.seeds)), key=lambda r: (r["seed"], r["n"]))
+    assert [(r["seed"], r["n"], r["best_step"]) for r in batched] == [(r["seed"], r["n"], r["best_step"]) for r in alone]
+    np.testing.assert_allclose([r["test_mse"] for r in batched], [r["test_mse"] for r in alone], rtol=1e-4)
