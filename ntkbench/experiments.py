@@ -199,11 +199,12 @@ def run_nn_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
     records = []
     for n in spec.n_grid:
         for seed, result in zip(seeds, _train_at(ctx, seeds, n)):
-            predictions = _network_outputs(ctx, result.params, seed, d.x_test, len(d.x_test))
-            best, targets = result.best, ctx.targets(seed)[:n]
+            predictions = _network_outputs(ctx, result.params, seed, slice(spec.n_max + spec.n_val, None))
+            targets = ctx.targets(seed)[:n]
+            fitted = _network_outputs(ctx, result.params, seed, slice(0, n))
             records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
                             "best_step": result.best_step, "last_step": result.last_step, "cut": result.cut,
-                            "train_mse": best["train_loss"], "val_mse": best["val_loss"],
+                            "train_mse": mse(fitted, targets), "val_mse": result.best["val_loss"],
                             "min_train_mse": min(h["train_loss"] for h in result.history),
                             "trivial_train_mse": mse(np.zeros_like(targets), targets)})
     return records
@@ -214,13 +215,12 @@ def run_nn_seed(ctx: Context, seed: int) -> list[dict]:
     return run_nn_seeds(ctx, [seed])
 
 
-def _network_outputs(ctx: Context, params, seed: int, x: np.ndarray, count: int) -> np.ndarray:
-    """The network's predictions on the last ``count`` rows of :meth:`Context.inputs`
-    (``x``): f(x; θ), minus f(x; θ0) in the centred convention."""
-    apply = jax.jit(ctx.model.apply)
-    out = np.asarray(apply(params, x), dtype=np.float64)
+def _network_outputs(ctx: Context, params, seed: int, rows: slice) -> np.ndarray:
+    """The network's predictions on ``rows`` of :meth:`Context.inputs`: f(x; θ), minus
+    f(x; θ0) in the centred convention."""
+    out = np.asarray(jax.jit(ctx.model.apply)(params, ctx.inputs(seed)[rows]), dtype=np.float64)
     if ctx.spec.convention == "centred":
-        out = out - _initial_outputs(ctx, seed)[-count:]
+        out = out - _initial_outputs(ctx, seed)[rows]
     return out
 
 

@@ -104,14 +104,27 @@ def _blocked_gram(engine, x1, x2, size: int, memory_bytes: int, description: str
 
 
 def infinite_ntk_gram(twin, x1: np.ndarray, x2: np.ndarray | None = None, *,
-                      batch_size: int = 128) -> np.ndarray:
+                      batch_size: int = 128, chunk: int = 1024) -> np.ndarray:
     """Analytic infinite-width NTK of a stax twin (one output), in blocks via ``nt.batch``.
 
     nt.batch needs blocks that divide both sizes, so each side is padded with copies of its
-    first row up to a multiple of the block size and the padding is cut off afterwards."""
+    first row up to a multiple of the block size and the padding is cut off afterwards. A
+    symmetric Gram (``x2`` None) is computed in ``chunk``-row tiles on and above the
+    diagonal only, and mirrored: about half the pairs of inputs."""
     from ntkbench.nt_compat import nt
 
     x1 = twin.prepare(np.asarray(x1))
+    if x2 is None and len(x1) > chunk:
+        tiles = _pad_rows(x1, chunk)
+        count = len(tiles) // chunk
+        kernel_fn = nt.batch(twin.kernel_fn, batch_size=min(batch_size, chunk), store_on_device=False)
+        gram = np.empty((len(tiles), len(tiles)))
+        for i in range(count):
+            for j in range(i, count):
+                rows, cols = slice(i * chunk, (i + 1) * chunk), slice(j * chunk, (j + 1) * chunk)
+                gram[rows, cols] = np.asarray(kernel_fn(tiles[rows], tiles[cols], "ntk"), dtype=np.float64)
+                gram[cols, rows] = gram[rows, cols].T
+        return gram[:len(x1), :len(x1)]
     x2 = x1 if x2 is None else twin.prepare(np.asarray(x2))
     size = min(batch_size, max(len(x1), len(x2)))
     kernel_fn = nt.batch(twin.kernel_fn, batch_size=size, store_on_device=False)

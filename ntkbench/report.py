@@ -12,7 +12,8 @@ ORDER = ["claim", "case", "metric"]
 TREND_TITLE = "C2 secondary finding (reported, not required): α_after by pre-training size n0"
 COLUMNS = ORDER + ["tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
                    "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
-                   "gap_hi", "window_lo", "window_hi", "method", "points", "tolerance", "reference",
+                   "gap_hi", "window_lo", "window_hi", "method", "points", "trivial", "beats_trivial_a",
+                   "beats_trivial_b", "ridge_at_edge", "tolerance", "reference",
                    "reference_detail", "reference_value", "reference_device", "sources", "error"]
 
 
@@ -39,6 +40,16 @@ def _alpha(row: dict, curve: str) -> str:
 def _window(row: dict) -> str:
     unit = "seeds" if row["method"] == "epochs" else "pts"
     return f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} {unit})"
+
+
+def _sanity(row: dict) -> str:
+    """The trivial predictor's loss, the first n at which each curve beats it, and how many
+    kernel fits chose a ridge at an edge of the grid."""
+    if not _present(row.get("trivial")):
+        return "—"
+    first = [f"{row[k]:.0f}" if _present(row.get(k)) else "never" for k in ("beats_trivial_a", "beats_trivial_b")]
+    edge = row.get("ridge_at_edge")
+    return f"{row['trivial']:.3f} ({'/'.join(first)})" + (f", ridge at grid edge ×{edge:.0f}" if _present(edge) and edge else "")
 
 
 def _with_ci(value, low, high) -> str:
@@ -72,6 +83,7 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
             "gap or statistic [CI]": _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
             "δ": f"{row['margin']:g}" if measured else "—",
             "window": _window(row) if measured else "—",
+            "trivial (first n beating it: a/b)": _sanity(row),
             "verdict": row["verdict"],
         }
         if "reference" in frame:

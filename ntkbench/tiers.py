@@ -23,7 +23,9 @@ class Tier:
     seeds: tuple[int, ...]
     train: TrainConfig
     bootstrap_reps: int = 1000
-    after_n0: tuple[int, ...] = ()  # C2: training sizes of the networks whose eNTK is reused
+    # C2: training sizes of the networks whose eNTK is reused, at most max(n_grid)/8 so that
+    # at least four sizes of the grid lie at or above each
+    after_n0: tuple[int, ...] = ()
     evolution_n: int = 0  # C3: training size along whose training the eNTK is followed
     # C1b: (architecture, overrides) variants of the C1 setting; "*" for every architecture
     robustness: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -96,11 +98,11 @@ TIERS = {
                   after_n0=(32, 64), evolution_n=128, robustness=(("mlp", SGD),)),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
                   seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=500),
-                  after_n0=(512, 2048), evolution_n=512, robustness=SMALL_ROBUSTNESS),
+                  after_n0=(512,), evolution_n=512, robustness=SMALL_ROBUSTNESS),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4),
                   train=TrainConfig(max_steps=50000, eval_every=50, patience=1000, patience_epochs=20),
-                  after_n0=(512, 2048, 8192), evolution_n=4096, robustness=PAPER_ROBUSTNESS,
+                  after_n0=(512, 2048), evolution_n=4096, robustness=PAPER_ROBUSTNESS,
                   datasets=("cifar10", "cifar5m")),
 }
 

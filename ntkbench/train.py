@@ -40,7 +40,7 @@ class TrainResult:
     best_step: int
     last_step: int  # steps run before stopping
     cut: bool  # stopped by max_steps while its validation loss was still improving
-    history: list[dict]  # per evaluation: step, train_loss, val_loss
+    history: list[dict]  # per evaluation: step, train_loss (on ≤ len(x_val) training points), val_loss
     checkpoints: dict = dataclasses.field(default_factory=dict)  # step → parameters
 
     @property
@@ -109,6 +109,11 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
     stack = (lambda arrays: jnp.stack([jnp.asarray(a) for a in arrays])) if runs > 1 else (lambda a: jnp.asarray(a[0]))
     x, y, y_val = stack(xs), stack(ys), stack(y_vals)
     x_val = jnp.asarray(x_val)
+    # the train loss is followed on as many training points as the validation split has
+    # (the training sets are shuffled, so a prefix is a random subset): evaluating all n
+    # every few steps would cost as much as the training
+    watched = min(n, int(x_val.shape[0]))
+    x_watch, y_watch = x[..., :watched, :], y[..., :watched, :]
     p = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params) if runs > 1 else params[0]
     many = runs > 1
     step, evaluate, init_state = _compiled(model, config, many)
@@ -136,7 +141,7 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
         if done % config.eval_every and done != config.max_steps and done not in early:
             continue
         progress.update(done - progress.n)
-        losses = np.asarray(evaluate(p, x, y, x_val, y_val), dtype=np.float64).reshape(2, runs)
+        losses = np.asarray(evaluate(p, x_watch, y_watch, x_val, y_val), dtype=np.float64).reshape(2, runs)
         for i, tracker in enumerate(trackers):
             if tracker.running:
                 tracker.record(done, losses[0, i], losses[1, i], lambda i=i: unstack(p, i))

@@ -60,8 +60,8 @@ def test_table_has_a_header_and_one_line_per_row():
     text = format_leaderboard(leaderboard_frame(ROWS)).split("\n\n")[0]
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
-        "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap or statistic [CI]", "δ", "window", "verdict",
-        "source"]
+        "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap or statistic [CI]", "δ", "window",
+        "trivial (first n beating it: a/b)", "verdict", "source"]
     assert len(lines) == 2 + len(ROWS)
 
 
@@ -159,3 +159,17 @@ def test_an_experiment_is_cited_once_by_its_file_whoever_computed_it():
     serial = [result_row("mlp", "test_mse"), result_row("mlp", "test_error")]
     assert format_leaderboard(leaderboard_frame(mixed)) == format_leaderboard(leaderboard_frame(serial))
     assert format_leaderboard(leaderboard_frame(mixed)).count("/cache/nn-0123456789.json") == 1
+
+
+@pytest.mark.parametrize("sanity, cell", [
+    ({"trivial": 0.9, "beats_trivial_a": 256, "beats_trivial_b": 128, "ridge_at_edge": 0}, "0.900 (256/128)"),
+    ({"trivial": 0.9, "beats_trivial_a": None, "beats_trivial_b": 128, "ridge_at_edge": 3},
+     "0.900 (never/128), ridge at grid edge ×3"),
+    ({}, "—"),
+], ids=["both-beat", "never-and-edge", "no-figures"])
+def test_sanity_cell_gives_the_trivial_loss_the_first_n_beating_it_and_ridge_edges(sanity, cell):
+    from ntkbench.report import leaderboard_table
+
+    row = {**ROWS[0], **sanity}
+    table, _ = leaderboard_table(leaderboard_frame([row]))
+    assert table[0]["trivial (first n beating it: a/b)"] == cell
