@@ -355,7 +355,7 @@ def seed_groups(ctx: Context, seeds: list[int]) -> list[list[int]]:
     one vmapped step where that pays (:func:`ntkbench.train.batches_networks`), else one
     seed a call (each call's records are saved as partial progress)."""
     batched = BATCHED.get(RUNNERS[ctx.spec.kind])
-    if batched is not None and len(seeds) > 1 and batches_networks(ctx.model, ctx.splits.x_train):
+    if batched is not None and len(seeds) > 1 and batches_networks():
         return [list(seeds)]
     return [[seed] for seed in seeds]
 

@@ -49,14 +49,13 @@ class TrainResult:
         return next(h for h in self.history if h["step"] == self.best_step)
 
 
-def batches_networks(model, sample_input) -> bool:
+def batches_networks() -> bool:
     """Whether the runs of a curve train in one vmapped step (:func:`train_many`): on an
     accelerator, yes; on a CPU, no. Measured with ``benchmarks/perf/training.py`` on 2 CPU
     cores (five networks): vmapped MNIST-1D MLPs run 1.25–1.3× the networks·steps/s of one
     at a time, vmapped 1-D CNNs 0.5× (XLA's CPU convolutions lose their fast path under vmap).
     One at a time, a seed's numbers are bit-identical whichever other seeds a run has (a
-    vmapped step differs in the last bits), which the CPU tiers keep for 1.3× on the MLPs."""
-    del model, sample_input  # the rule is per device kind; both are here for a finer one
+    vmapped step differs in the last bits): the CPU tiers keep that, at 1.3× on the MLPs."""
     return jax.default_backend() != "cpu"
 
 

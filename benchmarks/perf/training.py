@@ -90,7 +90,7 @@ def measure(arch: str, n: int, seeds: int, steps: int) -> dict:
             **{f"{name} (net·steps/s)": f"{rate:,.0f}" for name, rate in rates.items()},
             "epoch / per-step": f"{rates['epoch permutation'] / base:.2f}×",
             "vmapped / per-step": f"{rates['vmapped'] / base:.2f}×",
-            "suite uses": "vmapped" if batches_networks(model, x) else "epoch permutation"}
+            "suite uses": "vmapped" if batches_networks() else "epoch permutation"}
 
 
 def main() -> None:
