@@ -138,6 +138,7 @@ class Context:
 
     spec: ExperimentSpec
     cache: object = None  # an ExperimentCache; None computes without storing parameters
+    _initial: dict = dataclasses.field(default_factory=dict, init=False, repr=False)  # seed → f(x; θ0)
 
     @functools.cached_property
     def splits(self):
@@ -162,13 +163,27 @@ class Context:
         """The seed's n_max training targets, in its order."""
         return self.splits.targets_train[self.order(seed)]
 
+    @functools.cached_property
+    def apply(self):
+        """The model's forward pass, jit-compiled once for the experiment."""
+        return jax.jit(self.model.apply)
+
+    def outputs(self, params, seed: int, rows=slice(None)) -> np.ndarray:
+        """f(x; ``params``) on ``rows`` of :meth:`inputs`, in float64."""
+        return np.asarray(self.apply(params, self.inputs(seed)[rows]), dtype=np.float64)
+
+    def initial_outputs(self, seed: int) -> np.ndarray:
+        """f(x; θ0) on :meth:`inputs` of the seed, computed once per seed."""
+        if seed not in self._initial:
+            self._initial[seed] = self.outputs(init_params(self.model, seed, self.splits.x_train), seed)
+        return self._initial[seed]
+
     def offset(self, params, seed: int) -> np.ndarray:
         """The eNTK regression's offset on :meth:`inputs`: the network's output at
         ``params`` (uncentred), or zero (centred)."""
-        x_all = self.inputs(seed)
         if self.spec.convention == "centred":
-            return np.zeros((len(x_all), self.splits.num_outputs))
-        return np.asarray(jax.jit(self.model.apply)(params, x_all), dtype=np.float64)
+            return np.zeros((len(self.inputs(seed)), self.splits.num_outputs))
+        return self.outputs(params, seed)
 
     @functools.cached_property
     def infinite_ntk_gram(self) -> np.ndarray:
@@ -218,19 +233,10 @@ def run_nn_seed(ctx: Context, seed: int) -> list[dict]:
 def _network_outputs(ctx: Context, params, seed: int, rows: slice) -> np.ndarray:
     """The network's predictions on ``rows`` of :meth:`Context.inputs`: f(x; θ), minus
     f(x; θ0) in the centred convention."""
-    out = np.asarray(jax.jit(ctx.model.apply)(params, ctx.inputs(seed)[rows]), dtype=np.float64)
+    out = ctx.outputs(params, seed, rows)
     if ctx.spec.convention == "centred":
-        out = out - _initial_outputs(ctx, seed)[rows]
+        out = out - ctx.initial_outputs(seed)[rows]
     return out
-
-
-def _initial_outputs(ctx: Context, seed: int) -> np.ndarray:
-    """f(x; θ0) on :meth:`Context.inputs` of the seed, computed once per seed."""
-    cached = ctx.__dict__.setdefault("_initial_outputs", {})
-    if seed not in cached:
-        params0 = init_params(ctx.model, seed, ctx.splits.x_train)
-        cached[seed] = np.asarray(jax.jit(ctx.model.apply)(params0, ctx.inputs(seed)), dtype=np.float64)
-    return cached[seed]
 
 
 def _train_at(ctx: Context, seeds: list[int], n: int):
@@ -241,7 +247,7 @@ def _train_at(ctx: Context, seeds: list[int], n: int):
     xs, ys, y_vals = [], [], []
     for seed in seeds:
         x_all = ctx.inputs(seed)
-        shift = _initial_outputs(ctx, seed) if spec.convention == "centred" else np.zeros((len(x_all), 1))
+        shift = ctx.initial_outputs(seed) if spec.convention == "centred" else np.zeros((len(x_all), 1))
         xs.append(x_all[:n])
         ys.append((ctx.targets(seed)[:n] + shift[:n]).astype(np.float32))
         y_vals.append((d.targets_val + shift[n_max:n_max + n_val]).astype(np.float32))
