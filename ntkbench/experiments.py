@@ -212,16 +212,16 @@ def run_nn_seeds(ctx: Context, seeds: list[int]) -> list[dict]:
     """Train from each seed's initialisation on each nested prefix of its training set."""
     spec, d = ctx.spec, ctx.splits
     records = []
-    for n in spec.n_grid:
-        for seed, result in zip(seeds, _train_at(ctx, seeds, n)):
-            predictions = _network_outputs(ctx, result.params, seed, slice(spec.n_max + spec.n_val, None))
-            targets = ctx.targets(seed)[:n]
-            fitted = _network_outputs(ctx, result.params, seed, slice(0, n))
-            records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
-                            "best_step": result.best_step, "last_step": result.last_step, "cut": result.cut,
-                            "train_mse": mse(fitted, targets), "val_mse": result.best["val_loss"],
-                            "min_train_mse": min(h["train_loss"] for h in result.history),
-                            "trivial_train_mse": mse(np.zeros_like(targets), targets)})
+    runs = [(seed, n) for n in spec.n_grid for seed in seeds]
+    for (seed, n), result in zip(runs, _train_runs(ctx, runs)):
+        predictions = _network_outputs(ctx, result.params, seed, slice(spec.n_max + spec.n_val, None))
+        targets = ctx.targets(seed)[:n]
+        fitted = _network_outputs(ctx, result.params, seed, slice(0, n))
+        records.append({"seed": seed, "n": n, **_evaluate(predictions, d),
+                        "best_step": result.best_step, "last_step": result.last_step, "cut": result.cut,
+                        "train_mse": mse(fitted, targets), "val_mse": result.best["val_loss"],
+                        "min_train_mse": min(h["train_loss"] for h in result.history),
+                        "trivial_train_mse": mse(np.zeros_like(targets), targets)})
     return records
 
 
@@ -239,24 +239,39 @@ def _network_outputs(ctx: Context, params, seed: int, rows: slice) -> np.ndarray
     return out
 
 
-def _train_at(ctx: Context, seeds: list[int], n: int):
-    """Train on each seed's first n points from its initialisation; store the parameters.
+def _train_runs(ctx: Context, runs: list[tuple[int, int]]):
+    """Train each (seed, n) on the seed's first n points from its initialisation; store the
+    parameters. The runs of one n train in one vmapped step where that pays
+    (:func:`ntkbench.train.batches_networks`), else all runs one at a time (on host threads).
     In the centred convention the network fits y + f(x; θ0), so f − f0 fits y."""
+    if not batches_networks():
+        return _train_many(ctx, runs, batched=False)
+    results = {}
+    for n in sorted({n for _, n in runs}):
+        same_size = [run for run in runs if run[1] == n]
+        results.update(zip(same_size, _train_many(ctx, same_size, batched=True)))
+    return [results[run] for run in runs]
+
+
+def _train_many(ctx: Context, runs: list[tuple[int, int]], batched: bool):
     spec, d, model = ctx.spec, ctx.splits, ctx.model
     n_max, n_val = spec.n_max, spec.n_val
     xs, ys, y_vals = [], [], []
-    for seed in seeds:
+    for seed, n in runs:
         x_all = ctx.inputs(seed)
         shift = ctx.initial_outputs(seed) if spec.convention == "centred" else np.zeros((len(x_all), 1))
         xs.append(x_all[:n])
         ys.append((ctx.targets(seed)[:n] + shift[:n]).astype(np.float32))
         y_vals.append((d.targets_val + shift[n_max:n_max + n_val]).astype(np.float32))
+    seeds = [seed for seed, _ in runs]
     params0 = [init_params(model, seed, d.x_train) for seed in seeds]
+    sizes = sorted({n for _, n in runs})
     results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train,
-                         description=f"{spec.arch} seeds {','.join(map(str, seeds))} n={n}",
-                         checkpoints=True, batched=len(seeds) > 1)
+                         description=f"{spec.arch} seeds {','.join(map(str, sorted(set(seeds))))} "
+                                     f"n={','.join(map(str, sizes))}",
+                         checkpoints=True, batched=batched)
     if ctx.cache is not None:
-        for seed, result in zip(seeds, results):
+        for (seed, n), result in zip(runs, results):
             ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
             for step, params in result.checkpoints.items():
                 ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}-step{step}", params)
@@ -278,7 +293,7 @@ def trained_params(ctx: Context, seed: int, n: int, checkpoints: bool = False):
         if stored:
             return stored
     group = next(g for g in seed_groups(ctx, list(ctx.spec.seeds)) if seed in g)  # as the network experiment
-    result = _train_at(ctx, group, n)[group.index(seed)]
+    result = _train_runs(ctx, [(s, n) for s in group])[group.index(seed)]
     return result.checkpoints if checkpoints else result.params
 
 

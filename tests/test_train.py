@@ -163,3 +163,71 @@ def test_checkpoints_are_log_spaced_up_to_the_best_step(problem):
     assert len(kept) >= 5
     for first, second in zip(jax.tree.leaves(result.checkpoints[result.best_step]), jax.tree.leaves(result.params)):
         np.testing.assert_array_equal(first, second)
+
+
+def test_scanned_steps_give_the_parameters_of_one_call_per_step(problem):
+    config = dataclasses.replace(CONFIGS["adam"], max_steps=65)  # chunks of 1, of 10 and a last of 5
+    scanned = train(problem.model, problem.params, 0, problem.x, problem.y, problem.x, problem.y, config,
+                    checkpoints=True, scanned=True)
+    stepwise = train(problem.model, problem.params, 0, problem.x, problem.y, problem.x, problem.y, config,
+                     checkpoints=True, scanned=False)
+    table = [[[h["step"], h["train_loss"], h["val_loss"]] for h in r.history] for r in (scanned, stepwise)]
+    np.testing.assert_allclose(*table, rtol=1e-6)
+    assert sorted(scanned.checkpoints) == sorted(stepwise.checkpoints)
+    for first, second in zip(jax.tree.leaves(scanned.checkpoints), jax.tree.leaves(stepwise.checkpoints)):
+        np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-7)
+
+
+def test_chunks_end_at_every_evaluation_and_kept_step():
+    from ntkbench.train import chunk_ends, evaluates
+    from ntkbench.train_config import kept_steps
+
+    config = TrainConfig(max_steps=1005, eval_every=20)
+    ends = chunk_ends(config)
+    assert ends == sorted(set(ends)) and ends[-1] == config.max_steps
+    assert {s for s in range(1, 1006) if evaluates(s, config)} <= set(ends)
+    assert set(kept_steps(config.max_steps, config.eval_every)) - {0} <= set(ends)
+    assert ends[:20] == list(range(1, 21)) and ends[20:23] == [40, 60, 80]  # then one chunk per evaluation
+    assert [s for s in range(1, 21) if evaluates(s, config)] == [1, 2, 4, 8, 16, 20]
+
+
+def test_scanning_is_chosen_per_model_and_device(monkeypatch):
+    import ntkbench.train
+    from ntkbench.train import scans_steps
+
+    x = np.zeros((1, 40), np.float32)
+    assert scans_steps(build_model("mlp", 10, width=8), x)
+    assert not scans_steps(build_model("cnn1d", 10, width=4), x)  # convolutions on a CPU
+    monkeypatch.setattr(ntkbench.train.jax, "default_backend", lambda: "gpu")
+    assert scans_steps(build_model("cnn1d", 10, width=4), x)
+
+
+def test_runs_on_host_threads_match_the_same_runs_in_turn(problem, monkeypatch):
+    import ntkbench.train
+    from ntkbench.train import train_many
+
+    inits = [init_params(problem.model, seed, problem.x) for seed in (0, 1, 2)]
+    xs, ys = [problem.x[:8], problem.x[:16], problem.x], [problem.y[:8], problem.y[:16], problem.y]  # largest last
+    args = (problem.model, inits, [0, 1, 2], xs, ys, problem.x, problem.y, CONFIGS["adam"])
+    monkeypatch.setattr(ntkbench.train, "host_threads", lambda: 1)
+    in_turn = train_many(*args, batched=False)
+    monkeypatch.setattr(ntkbench.train, "host_threads", lambda: 2)
+    threaded = train_many(*args, batched=False)
+    for a, b in zip(in_turn, threaded):  # same order, same numbers
+        assert a.history == b.history
+        for first, second in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            np.testing.assert_array_equal(first, second)
+    with pytest.raises(DivergedError):  # an error in one thread reaches the caller
+        train_many(*args[:-1], dataclasses.replace(CONFIGS["adam"], learning_rate=1e6), batched=False)
+
+
+@pytest.mark.parametrize("workers, expected", [(None, 2), ("1", 2), ("2", 1), ("4", 1)])
+def test_host_threads_share_the_cores_among_xdist_workers(monkeypatch, workers, expected):
+    import ntkbench.train
+
+    monkeypatch.setattr(ntkbench.train.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    if workers is None:
+        monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    else:
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", workers)
+    assert ntkbench.train.host_threads() == expected
