@@ -56,10 +56,11 @@ class TrainResult:
 def batches_networks() -> bool:
     """Whether the runs of a curve train in one vmapped step (:func:`train_many`): on an
     accelerator, yes; on a CPU, no. Measured with ``benchmarks/perf/training.py`` on 2 CPU
-    cores (five networks): vmapped MNIST-1D MLPs run 1.25–1.3× the networks·steps/s of one
-    at a time, vmapped 1-D CNNs 0.5× (XLA's CPU convolutions lose their fast path under vmap).
-    One at a time, a seed's numbers are bit-identical whichever other seeds a run has (a
-    vmapped step differs in the last bits): the CPU tiers keep that, at 1.3× on the MLPs."""
+    cores (five networks): vmapped MNIST-1D MLPs run about the networks·steps/s of scanned
+    runs one at a time and 0.6× of two side by side (:func:`host_threads`); vmapped 1-D
+    CNNs 0.5× (XLA's CPU convolutions lose their fast path under vmap). Trained alone, a
+    seed's numbers are bit-identical whichever other seeds a run has (a vmapped step
+    differs in the last bits)."""
     return jax.default_backend() != "cpu"
 
 
@@ -67,7 +68,7 @@ def host_threads() -> int:
     """How many runs that are not vmapped together train at once, on host threads: on a CPU,
     the cores this process may use, shared among the pytest-xdist workers of the machine;
     on an accelerator, one. XLA's CPU step keeps to about one core at these sizes: on 2 cores,
-    two MNIST-1D MLPs train 2.0× as fast side by side and two 1-D CNNs 1.3×, each run
+    MNIST-1D MLPs train 1.6× as fast two side by side and 1-D CNNs 1.2×, each run
     bit-identical to alone."""
     if jax.default_backend() != "cpu":
         return 1
