@@ -195,11 +195,13 @@ def test_scanning_is_chosen_per_model_and_device(monkeypatch):
     import ntkbench.train
     from ntkbench.train import scans_steps
 
-    x = np.zeros((1, 40), np.float32)
-    assert scans_steps(build_model("mlp", 10, width=8), x)
-    assert not scans_steps(build_model("cnn1d", 10, width=4), x)  # convolutions on a CPU
+    x, long, short = np.zeros((1, 40), np.float32), TrainConfig(max_steps=20000), TrainConfig(max_steps=2000)
+    assert scans_steps(build_model("mlp", 10, width=8), x, long)
+    assert not scans_steps(build_model("mlp", 10, width=8), x, short)  # the extra compile is not repaid
+    assert not scans_steps(build_model("cnn1d", 10, width=4), x, long)  # convolutions on a CPU
     monkeypatch.setattr(ntkbench.train.jax, "default_backend", lambda: "gpu")
-    assert scans_steps(build_model("cnn1d", 10, width=4), x)
+    assert scans_steps(build_model("cnn1d", 10, width=4), x, long)
+    assert not scans_steps(build_model("cnn1d", 10, width=4), x, short)
 
 
 def test_runs_on_host_threads_match_the_same_runs_in_turn(problem, monkeypatch):

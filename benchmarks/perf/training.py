@@ -14,7 +14,7 @@ small tier's curve, the curve's networks (one per seed) train a fixed number of 
   permutation per epoch cut into batches, one call per step;
 * ``scanned``: the same, with the steps between two evaluations in one ``lax.scan``;
 * ``vmapped``: :func:`ntkbench.train.train_many`, every seed in one vmapped step (scanned
-  where :func:`ntkbench.train.scans_steps` says so);
+  where :func:`ntkbench.train.scans_steps` says so at the small tier's cap);
 * ``side by side``: :func:`ntkbench.train.train_many` without vmapping: the networks train
   on :func:`ntkbench.train.host_threads` threads (scanned where ``scans_steps`` says so).
 
@@ -103,9 +103,11 @@ def measure(arch: str, n: int, seeds: int, steps: int) -> dict:
         return [train(model, inits[s], s, x, y, d.x_val, d.targets_val, config, scanned=scanned).params
                 for s in range(k)]
 
+    scans = scans_steps(model, d.x_train[:1], tier.train)  # as in the suite, whose cap is larger
+
     def together(k, batched):
         return [r.params for r in train_many(model, inits[:k], list(range(k)), [x] * k, [y] * k, d.x_val,
-                                             d.targets_val, config, batched=batched)]
+                                             d.targets_val, config, batched=batched, scanned=scans)]
 
     runs = {  # path → (run, networks of its compile run: a vmapped step compiles for its count)
         "per-step permutation": (former, 1),
@@ -115,7 +117,7 @@ def measure(arch: str, n: int, seeds: int, steps: int) -> dict:
         "side by side": (functools.partial(together, batched=False), 1),
     }
     suite = "vmapped" if batches_networks() else "side by side"
-    suite += f" ({'scanned' if scans_steps(model, d.x_train[:1]) else 'one call per step'}, {host_threads()} threads)"
+    suite += f" ({'scanned' if scans else 'one call per step'}, {host_threads()} threads)"
     return {"arch": arch, "n": n, "net·steps": seeds * steps, "suite uses": suite,
             **{name: timed(run, seeds, warm_up) for name, (run, warm_up) in runs.items()}}
 
