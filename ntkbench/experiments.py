@@ -245,15 +245,16 @@ def _train_runs(ctx: Context, runs: list[tuple[int, int]]):
     (:func:`ntkbench.train.batches_networks`), else all runs one at a time (on host threads).
     In the centred convention the network fits y + f(x; θ0), so f − f0 fits y."""
     if not batches_networks():
-        return _train_many(ctx, runs, batched=False)
+        return _train_and_store(ctx, runs, batched=False)
     results = {}
     for n in sorted({n for _, n in runs}):
         same_size = [run for run in runs if run[1] == n]
-        results.update(zip(same_size, _train_many(ctx, same_size, batched=True)))
+        results.update(zip(same_size, _train_and_store(ctx, same_size, batched=True)))
     return [results[run] for run in runs]
 
 
-def _train_many(ctx: Context, runs: list[tuple[int, int]], batched: bool):
+def _train_and_store(ctx: Context, runs: list[tuple[int, int]], batched: bool):
+    """One :func:`ntkbench.train.train_many` call for ``runs``; their parameters go to the store."""
     spec, d, model = ctx.spec, ctx.splits, ctx.model
     n_max, n_val = spec.n_max, spec.n_val
     xs, ys, y_vals = [], [], []
@@ -265,11 +266,9 @@ def _train_many(ctx: Context, runs: list[tuple[int, int]], batched: bool):
         y_vals.append((d.targets_val + shift[n_max:n_max + n_val]).astype(np.float32))
     seeds = [seed for seed, _ in runs]
     params0 = [init_params(model, seed, d.x_train) for seed in seeds]
-    sizes = sorted({n for _, n in runs})
-    results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train,
-                         description=f"{spec.arch} seeds {','.join(map(str, sorted(set(seeds))))} "
-                                     f"n={','.join(map(str, sizes))}",
-                         checkpoints=True, batched=batched)
+    results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train, checkpoints=True,
+                         description=f"{spec.arch} seeds {sorted(set(seeds))} n={sorted({n for _, n in runs})}",
+                         batched=batched)
     if ctx.cache is not None:
         for (seed, n), result in zip(runs, results):
             ctx.cache.save_params(spec.network(), f"seed{seed}-n{n}", result.params)
