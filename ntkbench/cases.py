@@ -16,7 +16,7 @@ from ntkbench.convergence import check_trained
 from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
                              evolution_statistics, get_claim)
 from ntkbench.experiments import ENTK_KINDS, ExperimentSpec, NotApplicableError, check_applicable
-from ntkbench.fit import paired_exponents
+from ntkbench.fit import alternative_windows, paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
 
@@ -124,7 +124,8 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     results = {claim.a: loaded[0], claim.b: loaded[1]}
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
-    fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window, tier.bootstrap_reps)
+    fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, claim.window or tier.fit_window,
+                           alternatives=alternative_windows(n_grid))
     return {**evaluate_scaling(claim, fit), **base_row(case, tier), **sanity(results[claim.a], results[claim.b], case.metric),
             **_sources(results.values())}
 
@@ -144,8 +145,7 @@ def sanity(a, b, metric: str) -> dict:
 
 def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, result) -> dict:
     per_seed, windows = evolution_statistics(claim, result.records)
-    numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric],
-                                 reps=tier.bootstrap_reps)
+    numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric])
     return {**numbers, **base_row(case, tier), **_sources([result])}
 
 

@@ -1,8 +1,9 @@
 """Claims as specs, and their verdicts as pure functions of the measured fits.
 
 A scaling claim compares the exponent of curve ``a`` with that of curve ``b`` (experiment
-kinds, e.g. the trained network vs its eNTK at initialisation) and holds when the lower
-end of the gap's CI, α_a − α_b, exceeds the claim's margin δ. When the whole CI lies below
+kinds, e.g. the trained network vs its eNTK at initialisation), fitted per seed over a
+window fixed in advance, and holds when the lower end of the 95% t interval of the paired
+per-seed gaps α_a − α_b exceeds the claim's margin δ. When the whole interval lies below
 δ the claim does not hold; otherwise the verdict is inconclusive.
 """
 
@@ -13,7 +14,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ntkbench.fit import PairedFit
+from ntkbench.fit import PairedFit, t_interval
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 ERROR, NOT_APPLICABLE = "error", "not applicable"
@@ -28,8 +29,8 @@ class ScalingClaim:
     a: str  # experiment kind of the curve expected to scale better
     b: str  # experiment kind it is compared against
     margin: float = 0.05  # δ
-    fit_method: str = "auto"
-    window: tuple[int, int] | None = None  # (n_min, n_max) for "loglog"/"floor"; None: all
+    fit_method: str = "loglog"
+    window: tuple[int, int] | None = None  # (n_min, n_max); None: the tier's fit window
     metrics: tuple[str, ...] = METRICS
     expected: str = HOLDS  # what the paper reports
     datasets: tuple[str, ...] = ("mnist1d",)  # default datasets of its cases
@@ -89,7 +90,10 @@ def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
         "alpha_b": fit.alpha_b, "alpha_b_lo": fit.alpha_b_ci[0], "alpha_b_hi": fit.alpha_b_ci[1],
         "gap": fit.gap, "gap_lo": fit.gap_ci[0], "gap_hi": fit.gap_ci[1],
         "window_lo": fit.window[0], "window_hi": fit.window[1],
-        "method": fit.method, "points": fit.points,
+        "method": fit.method, "points": fit.points, "seeds": fit.seeds,
+        **{key: value for i, ((lo, hi), gap) in enumerate(fit.alternatives, 1)
+           for key, value in ((f"gap_alt{i}", gap), (f"gap_alt{i}_window", f"{lo}–{hi}"))},
+        "slopes_a": " ".join(f"{s:.3f}" for s in fit.slopes_a), "slopes_b": " ".join(f"{s:.3f}" for s in fit.slopes_b),
     }
 
 
@@ -97,8 +101,8 @@ def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
 class EvolutionClaim:
     """C3-style claim on the eNTK along training (experiment kind "entk_evolution").
 
-    Statistics, one per case (its "metric"), each computed per seed and compared through a
-    bootstrap CI of the mean over seeds against its threshold:
+    Statistics, one per case (its "metric"), each computed per seed and compared through the
+    t interval of the mean over seeds against its threshold:
 
     * ``distance_rising`` — S(K_0, K_T) − S(K_0, K_k), k the checkpoint nearest to
       ``after_fraction`` of training: the kernel still moves away from init after k
@@ -159,17 +163,15 @@ def evolution_statistics(claim: EvolutionClaim, records: pd.DataFrame):
 
 
 def evaluate_evolution(claim: EvolutionClaim, metric: str, per_seed: np.ndarray, epochs: tuple[float, float],
-                       reps: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
-    """Verdict of one statistic: the bootstrap CI (over seeds) of its mean vs its threshold."""
+                       level: float = 0.95) -> dict:
+    """Verdict of one statistic: the t interval (over seeds) of its mean vs its threshold."""
     if len(per_seed) == 0 or not np.all(np.isfinite(per_seed)):
         raise ValueError(f"{metric} is undefined for these checkpoints (the late window needs two)")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(per_seed, size=(reps, len(per_seed)), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    mean, low, high = t_interval(per_seed, level)
     threshold = claim.threshold(metric)
     return {
-        "verdict": scaling_verdict((float(low), float(high)), threshold),
+        "verdict": scaling_verdict((low, high), threshold),
         "expected": claim.expected, "margin": threshold, "tolerance": claim.tolerance(metric),
-        "gap": float(per_seed.mean()), "gap_lo": float(low), "gap_hi": float(high),
+        "gap": mean, "gap_lo": low, "gap_hi": high,
         "window_lo": epochs[0], "window_hi": epochs[1], "method": "epochs", "points": len(per_seed),
     }

@@ -1,11 +1,16 @@
-"""Power-law fits of loss against sample size, with windows and bootstrap CIs.
+"""Power-law fits of loss against sample size: per-seed exponents, paired t intervals.
 
 L(n) ≈ a·n^(−α) (+ c). Methods:
 
-* ``"loglog"`` — least squares of log L on log n over a window;
-* ``"floor"``  — L = a·n^(−α) + c (c ≥ 0) fitted in log space over a window;
-* ``"auto"``   — log–log least squares over the automatic pre-saturation window: the
-  leading points where the floor fit's power-law term a·n^(−α) is at least the floor c.
+* ``"loglog"`` — least squares of log L on log n over the window;
+* ``"floor"``  — L = a·n^(−α) + c (c ≥ 0) fitted in log space over the window.
+
+The window is fixed before any loss is seen (the tier's or the claim's, never chosen on
+test curves), both curves of a comparison use it, and it holds at least ``MIN_POINTS``
+sizes. Each seed's curves are fitted separately; as the seeds are independent draws of
+data and initialisation and the two curves of one seed share them, the interval of the
+gap is the Student-t interval of the paired per-seed gaps (exact for normal per-seed
+estimates, whatever their spread; see ``tests/test_fit.py`` for the measured coverage).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import dataclasses
 
 import numpy as np
 import scipy.optimize
+import scipy.stats
 
-METHODS = ("loglog", "floor", "auto")
+METHODS = ("loglog", "floor")
+MIN_POINTS = 4  # sample sizes in a window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,18 +56,6 @@ def fit_floor(n, loss) -> FloorFit:
     return FloorFit(float(alpha), float(np.exp(log_a)), float(c))
 
 
-def saturation_window(n, loss, min_points: int = 3, ratio: float = 1.0) -> tuple[int, int]:
-    """Index range [0, hi] of the pre-saturation points: a·n^(−α) ≥ ratio·c."""
-    n = np.asarray(n, dtype=float)
-    if len(n) <= min_points:
-        return 0, len(n) - 1
-    fit = fit_floor(n, loss)
-    reducible = fit.amplitude * n ** (-fit.alpha)
-    inside = np.nonzero(reducible >= ratio * fit.floor)[0]
-    hi = int(inside.max()) if len(inside) else 0
-    return 0, max(hi, min_points - 1)
-
-
 def exponent(n, loss, method: str) -> float:
     """α of one curve over the points given (the window is applied by the caller)."""
     if method == "floor":
@@ -68,28 +63,51 @@ def exponent(n, loss, method: str) -> float:
     return fit_loglog(n, loss)[0]
 
 
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval of the mean of independent ``values``."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        raise ValueError(f"an interval needs at least 2 seeds, got {len(values)}")
+    mean, spread = float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+    half = float(scipy.stats.t.ppf((1 + level) / 2, len(values) - 1)) * spread
+    return mean, mean - half, mean + half
+
+
+def local_slopes(n, loss) -> tuple[float, ...]:
+    """−Δlog L / Δlog n between consecutive sizes of a (mean) curve."""
+    return tuple(float(s) for s in -np.diff(np.log(loss)) / np.diff(np.log(np.asarray(n, dtype=float))))
+
+
+def alternative_windows(n_grid, points: int = MIN_POINTS) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The lowest and the highest ``points`` sizes of a grid: the windows each row also reports."""
+    n = [int(v) for v in n_grid]
+    return (n[0], n[min(points, len(n)) - 1]), (n[-min(points, len(n))], n[-1])
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedFit:
-    """Exponents of two curves over one shared window, with percentile bootstrap CIs."""
+    """Exponents of two curves over one window: means over seeds with t intervals."""
 
     alpha_a: float
     alpha_a_ci: tuple[float, float]
     alpha_b: float
     alpha_b_ci: tuple[float, float]
-    gap: float  # alpha_a − alpha_b
+    gap: float  # mean over seeds of alpha_a − alpha_b
     gap_ci: tuple[float, float]
-    window: tuple[int, int]  # (n_min, n_max) actually fitted
+    window: tuple[int, int]  # (n_min, n_max) fitted
     method: str
     points: int
+    seeds: int = 0
+    alternatives: tuple = ()  # ((n_min, n_max), gap) on each alternative window
+    slopes_a: tuple[float, ...] = ()  # local slopes of the mean curves over the whole grid
+    slopes_b: tuple[float, ...] = ()
 
 
-def paired_exponents(n_grid, loss_a, loss_b, method: str = "auto", window=None,
-                     reps: int = 1000, level: float = 0.95, seed: int = 0) -> PairedFit:
-    """Fit α to two curves (arrays of shape (seeds, len(n_grid))) over one window.
-
-    The bootstrap resamples seeds (paired between the curves) and n-points inside the
-    window, refitting both curves each time; the CIs are percentile intervals.
-    """
+def paired_exponents(n_grid, loss_a, loss_b, method: str = "loglog", window=None, level: float = 0.95,
+                     alternatives=()) -> PairedFit:
+    """Fit α to each seed's two curves (arrays of shape (seeds, len(n_grid))) over ``window``
+    ((n_min, n_max); None: the whole grid), and the gap's paired t interval over seeds.
+    ``alternatives``: more windows on which to report the gap."""
     if method not in METHODS:
         raise ValueError(f"unknown fit method {method!r}; known: {', '.join(METHODS)}")
     n = np.asarray(n_grid, dtype=float)
@@ -98,47 +116,24 @@ def paired_exponents(n_grid, loss_a, loss_b, method: str = "auto", window=None,
         raise ValueError(f"curves of shape {a.shape} and {b.shape} do not match {len(n)} sizes")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and a.min() > 0 and b.min() > 0):
         raise ValueError("losses must be finite and positive to fit a power law")
-    lo, hi = _window_indices(n, a.mean(0), b.mean(0), method, window)
-    idx = np.arange(lo, hi + 1)
-    fit_method = "floor" if method == "floor" else "loglog"
-    needed = 3 if fit_method == "floor" else 2
-    if len(idx) < needed:
-        raise ValueError(f"{method} fit needs at least {needed} sample sizes in its window, "
-                         f"got {n[idx].astype(int).tolist()}")
-
-    def both(seed_rows, points):
-        alpha_a = exponent(n[points], a[seed_rows][:, points].mean(0), fit_method)
-        alpha_b = exponent(n[points], b[seed_rows][:, points].mean(0), fit_method)
-        return alpha_a, alpha_b
-
-    all_seeds = np.arange(a.shape[0])
-    point_a, point_b = both(all_seeds, idx)
-    rng = np.random.default_rng(seed)
-    samples = []
-    while len(samples) < reps:
-        points = np.sort(rng.choice(idx, size=len(idx), replace=True))
-        if len(np.unique(points)) < needed:
-            continue
-        samples.append(both(rng.choice(all_seeds, size=len(all_seeds), replace=True), points))
-    samples = np.asarray(samples)
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-
-    def ci(values):
-        low, high = np.percentile(values, q)
-        return float(low), float(high)
-
-    return PairedFit(point_a, ci(samples[:, 0]), point_b, ci(samples[:, 1]), point_a - point_b,
-                     ci(samples[:, 0] - samples[:, 1]), (int(n[lo]), int(n[hi])), method, len(idx))
+    idx = window_indices(n, window)
+    alpha_a = np.array([exponent(n[idx], row[idx], method) for row in a])
+    alpha_b = np.array([exponent(n[idx], row[idx], method) for row in b])
+    (ma, *ci_a), (mb, *ci_b), (gap, *ci_gap) = (t_interval(v, level) for v in (alpha_a, alpha_b, alpha_a - alpha_b))
+    others = []
+    for other in alternatives:
+        j = window_indices(n, other)
+        others.append(((int(n[j[0]]), int(n[j[-1]])), float(np.mean(
+            [exponent(n[j], ra[j], method) - exponent(n[j], rb[j], method) for ra, rb in zip(a, b)]))))
+    return PairedFit(ma, tuple(ci_a), mb, tuple(ci_b), gap, tuple(ci_gap), (int(n[idx[0]]), int(n[idx[-1]])),
+                     method, len(idx), len(a), tuple(others), local_slopes(n, a.mean(0)), local_slopes(n, b.mean(0)))
 
 
-def _window_indices(n, mean_a, mean_b, method, window) -> tuple[int, int]:
-    if method == "auto":
-        hi = min(saturation_window(n, mean_a)[1], saturation_window(n, mean_b)[1])
-        return 0, hi
-    if window is None:
-        return 0, len(n) - 1
-    n_min, n_max = window
-    inside = np.nonzero((n >= n_min) & (n <= n_max))[0]
-    if len(inside) < 2:
-        raise ValueError(f"window {window} holds fewer than 2 sample sizes of {n.astype(int).tolist()}")
-    return int(inside[0]), int(inside[-1])
+def window_indices(n, window) -> np.ndarray:
+    """Indices of the sizes inside ``window`` (None: all); at least ``MIN_POINTS`` of them."""
+    n = np.asarray(n, dtype=float)
+    inside = np.arange(len(n)) if window is None else np.nonzero((n >= window[0]) & (n <= window[1]))[0]
+    if len(inside) < MIN_POINTS:
+        raise ValueError(f"a fit window needs at least {MIN_POINTS} sample sizes, got "
+                         f"{n[inside].astype(int).tolist()} of {n.astype(int).tolist()}")
+    return inside

@@ -12,7 +12,8 @@ ORDER = ["claim", "case", "metric"]
 TREND_TITLE = "C2 secondary finding (reported, not required): α_after by pre-training size n0"
 COLUMNS = ORDER + ["tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
                    "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
-                   "gap_hi", "window_lo", "window_hi", "method", "points", "trivial", "beats_trivial_a",
+                   "gap_hi", "window_lo", "window_hi", "method", "points", "seeds", "gap_alt1_window", "gap_alt1",
+                   "gap_alt2_window", "gap_alt2", "slopes_a", "slopes_b", "trivial", "beats_trivial_a",
                    "beats_trivial_b", "ridge_at_edge", "tolerance", "reference",
                    "reference_detail", "reference_value", "reference_device", "sources", "error"]
 
@@ -40,6 +41,12 @@ def _alpha(row: dict, curve: str) -> str:
 def _window(row: dict) -> str:
     unit = "seeds" if row["method"] == "epochs" else "pts"
     return f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} {unit})"
+
+
+def _other_windows(row: dict) -> str:
+    """The gap on the alternative windows (how far the verdict depends on the window)."""
+    gaps = [(row.get(f"gap_alt{i}_window"), row.get(f"gap_alt{i}")) for i in (1, 2)]
+    return "; ".join(f"{window}: {gap:+.3f}" for window, gap in gaps if _present(gap)) or "—"
 
 
 def _sanity(row: dict) -> str:
@@ -83,6 +90,7 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
             "gap or statistic [CI]": _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
             "δ": f"{row['margin']:g}" if measured else "—",
             "window": _window(row) if measured else "—",
+            "gap on other windows": _other_windows(row),
             "trivial (first n beating it: a/b)": _sanity(row),
             "verdict": row["verdict"],
         }

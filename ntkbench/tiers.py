@@ -22,7 +22,9 @@ class Tier:
     n_test: int
     seeds: tuple[int, ...]
     train: TrainConfig
-    bootstrap_reps: int = 1000
+    # the fit window (n_min, n_max) of every scaling claim that sets none, fixed before any
+    # loss is seen; None: the whole grid. It must hold at least four sizes (ntkbench.fit)
+    fit_window: tuple[int, int] | None = None
     # C2: training sizes of the networks whose eNTK is reused, at most max(n_grid)/8 so that
     # at least four sizes of the grid lie at or above each
     after_n0: tuple[int, ...] = ()
@@ -42,7 +44,10 @@ class Tier:
                 raise ValueError(f"{name} must be a non-empty tuple of integers, got {value!r}")
         if list(self.n_grid) != sorted(set(self.n_grid)) or self.n_grid[0] < 1:
             raise ValueError(f"n_grid must be increasing positive sizes, got {self.n_grid}")
-        for name in ("n_val", "n_test", "bootstrap_reps", "pool_factor"):
+        if self.fit_window is not None and not (isinstance(self.fit_window, tuple) and len(self.fit_window) == 2
+                                                and all(_is_int(v) for v in self.fit_window)):
+            raise ValueError(f"fit_window must be (n_min, n_max) or None, got {self.fit_window!r}")
+        for name in ("n_val", "n_test", "pool_factor"):
             if not (_is_int(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
@@ -93,8 +98,8 @@ PAPER_ROBUSTNESS = (("*", ("learning_rate=0.0003",)), ("*", ("learning_rate=0.00
                     ("mlp", ("mlp.width=512",)), ("cnn1d", ("cnn1d.width=128",)))
 
 TIERS = {
-    "smoke": Tier("smoke", n_grid=(32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
-                  train=TrainConfig(max_steps=2000, eval_every=10, patience=100), bootstrap_reps=200,
+    "smoke": Tier("smoke", n_grid=(16, 32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
+                  train=TrainConfig(max_steps=2000, eval_every=10, patience=100),
                   after_n0=(32, 64), evolution_n=128, robustness=(("mlp", SGD),)),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
                   seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=500),

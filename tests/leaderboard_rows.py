@@ -36,7 +36,7 @@ def result_row(arch: str = "mlp", metric: str = "test_mse", *, gap: float = 0.21
     """A measured row; the verdict follows ``gap_ci`` (C1's δ is 0.05), not ``gap``."""
     fit = PairedFit(alpha_a=alpha_a, alpha_a_ci=(alpha_a - 0.1, alpha_a + 0.1), alpha_b=alpha_b,
                     alpha_b_ci=(alpha_b - 0.05, alpha_b + 0.05), gap=gap, gap_ci=gap_ci,
-                    window=(128, 2048), method="auto", points=5)
+                    window=(128, 2048), method="loglog", points=5)
     return {**base_row(Case(claim, arch, "mnist1d", metric), TIER), **evaluate_scaling(get_claim(claim), fit),
             "sources": SOURCES, "error": ""}
 

@@ -26,7 +26,8 @@ def test_scaling_verdict(gap_ci, verdict):
 
 def paired_fit(gap_ci) -> PairedFit:
     return PairedFit(alpha_a=0.6, alpha_a_ci=(0.5, 0.7), alpha_b=0.3, alpha_b_ci=(0.2, 0.4),
-                     gap=sum(gap_ci) / 2, gap_ci=gap_ci, window=(128, 2048), method="auto", points=5)
+                     gap=sum(gap_ci) / 2, gap_ci=gap_ci, window=(128, 2048), method="loglog", points=5, seeds=5,
+                     alternatives=(((128, 1024), 0.1), ((256, 2048), 0.2)), slopes_a=(0.5, 0.6), slopes_b=(0.3, 0.3))
 
 
 @pytest.mark.parametrize("gap_ci, verdict", [
@@ -40,7 +41,9 @@ def test_evaluate_scaling_reports_every_number_and_the_verdict(gap_ci, verdict):
         "alpha_a": 0.6, "alpha_a_lo": 0.5, "alpha_a_hi": 0.7,
         "alpha_b": 0.3, "alpha_b_lo": 0.2, "alpha_b_hi": 0.4,
         "gap": fit.gap, "gap_lo": gap_ci[0], "gap_hi": gap_ci[1],
-        "window_lo": 128, "window_hi": 2048, "method": "auto", "points": 5,
+        "window_lo": 128, "window_hi": 2048, "method": "loglog", "points": 5, "seeds": 5,
+        "gap_alt1": 0.1, "gap_alt1_window": "128–1024", "gap_alt2": 0.2, "gap_alt2_window": "256–2048",
+        "slopes_a": "0.500 0.600", "slopes_b": "0.300 0.300",
     }
 
 
@@ -98,7 +101,7 @@ def test_evolution_verdicts(records, expected):
     from ntkbench.claims import evaluate_evolution, evolution_statistics
 
     per_seed, windows = evolution_statistics(C3, records)
-    verdicts = {m: evaluate_evolution(C3, m, per_seed[m], windows[m], reps=200)["verdict"] for m in C3.metrics}
+    verdicts = {m: evaluate_evolution(C3, m, per_seed[m], windows[m])["verdict"] for m in C3.metrics}
     assert verdicts == expected
 
 

@@ -19,7 +19,8 @@ SOURCES = [{"label": "nn:mlp/mnist1d@0123456789", "path": "/cache/nn-0123456789.
 
 def result_row(arch: str, metric: str, gap_ci=(0.1, 0.3)) -> dict:
     fit = PairedFit(alpha_a=0.61, alpha_a_ci=(0.52, 0.7), alpha_b=0.4, alpha_b_ci=(0.35, 0.45),
-                    gap=0.21, gap_ci=gap_ci, window=(128, 2048), method="auto", points=5)
+                    gap=0.21, gap_ci=gap_ci, window=(128, 2048), method="loglog", points=5, seeds=5,
+                    alternatives=(((128, 1024), 0.1), ((256, 2048), -0.05)))
     case = Case("C1", arch, "mnist1d", metric)
     return {**base_row(case, TIER), **evaluate_scaling(get_claim("C1"), fit),
             "sources": SOURCES, "error": ""}
@@ -61,7 +62,7 @@ def test_table_has_a_header_and_one_line_per_row():
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert [cell.strip() for cell in lines[0].strip("|").split("|")] == [
         "claim", "case", "metric", "α_a [CI]", "α_b [CI]", "gap or statistic [CI]", "δ", "window",
-        "trivial (first n beating it: a/b)", "verdict", "source"]
+        "gap on other windows", "trivial (first n beating it: a/b)", "verdict", "source"]
     assert len(lines) == 2 + len(ROWS)
 
 
@@ -76,7 +77,8 @@ def test_sources_are_named_once_and_cited_by_every_row_using_them():
 
 @pytest.mark.parametrize("case, metric, expected", [
     ("mlp/mnist1d", "test_mse", ["NN 0.610 [0.520, 0.700]", "eNTK(init) 0.400 [0.350, 0.450]",
-                                 "0.210 [0.100, 0.300]", "| 0.05 ", "128–2048 auto (5 pts)", "| holds "]),
+                                 "0.210 [0.100, 0.300]", "| 0.05 ", "128–2048 loglog (5 pts)",
+                                 "128–1024: +0.100; 256–2048: -0.050", "| holds "]),
     ("mlp/mnist1d", "test_error", ["0.210 [-0.300, -0.100]", "| does not hold "]),
     ("cnn1d/mnist1d", "test_mse", ["0.210 [-0.100, 0.200]", "| inconclusive "]),
     ("zzz/mnist1d", "test_mse", ["| error ", "UnknownNameError: unknown architecture 'zzz'; known: cnn1d, mlp"]),
@@ -125,7 +127,7 @@ def test_verdict_summary_counts_each_claims_verdicts():
 def after_row(arch: str, n0: int, alpha_after: float, metric: str = "test_mse") -> dict:
     fit = PairedFit(alpha_a=0.6, alpha_a_ci=(0.5, 0.7), alpha_b=alpha_after,
                     alpha_b_ci=(alpha_after - 0.05, alpha_after + 0.05), gap=0.6 - alpha_after,
-                    gap_ci=(0.5 - alpha_after, 0.7 - alpha_after), window=(128, 2048), method="auto", points=5)
+                    gap_ci=(0.5 - alpha_after, 0.7 - alpha_after), window=(128, 2048), method="loglog", points=5)
     case = Case("C2", arch, "mnist1d", metric, (("n0", n0),))
     return {**base_row(case, TIER), **evaluate_scaling(get_claim("C2"), fit), "sources": SOURCES, "error": ""}
 

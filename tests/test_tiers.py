@@ -14,9 +14,9 @@ from ntkbench.train import TrainConfig
 def test_builtin_tier_is_valid(name):
     tier = get_tier(name)
     assert tier.name == name
-    assert len(tier.n_grid) >= 3  # enough sizes for the automatic fit window
+    assert len(tier.n_grid) >= 4  # enough sizes for a fit window
     assert len(set(tier.seeds)) == len(tier.seeds) >= 1
-    assert min(tier.n_val, tier.n_test, tier.bootstrap_reps) >= 1
+    assert min(tier.n_val, tier.n_test) >= 1
     assert isinstance(tier.train, TrainConfig)
     for kind in ("nn", "entk_init"):  # its experiments pass ExperimentSpec's validation
         experiment_spec(kind, Case("C1", "mlp", "mnist1d", "test_mse"), tier)
@@ -36,7 +36,7 @@ OVERRIDES = [  # (assignment, attribute of the tier, expected value)
     ("seeds=(0, 1, 2)", "seeds", (0, 1, 2)),
     ("n_grid=[8, 16]", "n_grid", (8, 16)),
     ("n_val=16", "n_val", 16),
-    ("bootstrap_reps=20", "bootstrap_reps", 20),
+    ("fit_window=(128, 1024)", "fit_window", (128, 1024)),
     ("mlp.width=64", "arch_kwargs", {"mlp": {"width": 64}}),
     ("cnn1d.parameterization=ntk", "arch_kwargs", {"cnn1d": {"parameterization": "ntk"}}),
 ]
