@@ -25,8 +25,8 @@ class Tier:
     # the fit window (n_min, n_max) of every scaling claim that sets none, fixed before any
     # loss is seen; None: the whole grid. It must hold at least four sizes (ntkbench.fit)
     fit_window: tuple[int, int] | None = None
-    # C2: training sizes of the networks whose eNTK is reused, at most max(n_grid)/8 so that
-    # at least four sizes of the grid lie at or above each
+    # C2: training sizes of the networks whose eNTK is reused; C2 fits n ≥ n0, so at least
+    # four sizes of the grid must lie at or above each (at most max(n_grid)/8 on a doubling grid)
     after_n0: tuple[int, ...] = ()
     evolution_n: int = 0  # C3: training size along whose training the eNTK is followed
     # C1b: (architecture, overrides) variants of the C1 setting; "*" for every architecture
@@ -100,7 +100,7 @@ PAPER_ROBUSTNESS = (("*", ("learning_rate=0.0003",)), ("*", ("learning_rate=0.00
 TIERS = {
     "smoke": Tier("smoke", n_grid=(16, 32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
                   train=TrainConfig(max_steps=2000, eval_every=10, patience=100),
-                  after_n0=(32, 64), evolution_n=128, robustness=(("mlp", SGD),)),
+                  after_n0=(16,), evolution_n=128, robustness=(("mlp", SGD),)),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
                   seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=500),
                   after_n0=(512,), evolution_n=512, robustness=SMALL_ROBUSTNESS),

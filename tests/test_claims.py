@@ -121,3 +121,16 @@ def test_undefined_statistic_is_an_error_not_a_verdict():
 
     with pytest.raises(ValueError, match="late_velocity is undefined"):
         evaluate_evolution(C3, "late_velocity", np.array([np.nan, np.nan]), (1.0, 2.0))
+
+
+@pytest.mark.parametrize("tier_name", ["smoke", "small", "paper"])
+def test_c2_fits_only_sizes_at_or_above_n0_on_at_least_four_sizes(tier_name):
+    from ntkbench.fit import MIN_POINTS
+    from ntkbench.tiers import get_tier
+
+    tier, c2 = get_tier(tier_name), get_claim("C2")
+    for n0 in tier.after_n0:
+        low, high = c2.fit_window({"n0": n0}, tier)
+        assert (low, high) == (n0, max(tier.n_grid))
+        assert sum(low <= n <= high for n in tier.n_grid) >= MIN_POINTS
+    assert get_claim("C1").fit_window({}, tier) == tier.fit_window  # the tier's window elsewhere
