@@ -162,7 +162,8 @@ def _sources(results) -> dict:
 
 
 def base_row(case: Case, tier: Tier) -> dict:
-    row = {"claim": case.claim, "case": case.label, "metric": case.metric, "tier": tier.name,
+    row = {"claim": case.claim, "case": case.label, "metric": case.metric,
+           "primary": case.metric == get_claim(case.claim).primary, "tier": tier.name,
            "arch": case.arch, "dataset": case.dataset, "variant": " ".join(case.variant_text),
            "family": case.family, **{k: v for k, v in case.variant if k != "set"}}
     if case.control:

@@ -32,6 +32,9 @@ class ScalingClaim:
     fit_method: str = "loglog"
     window: tuple[int, int] | None = None  # (n_min, n_max); None: the tier's fit window
     metrics: tuple[str, ...] = METRICS
+    # the metric whose rows the verdict counts rest on (test MSE: the loss every curve is
+    # trained or fitted on); the others are reported as secondary
+    primary: str = "test_mse"
     expected: str = HOLDS  # what the paper reports
     datasets: tuple[str, ...] = ("mnist1d",)  # default datasets of its cases
     # (spec field, tier field): one case per value of the tier field; the field "set" takes
@@ -132,6 +135,7 @@ class EvolutionClaim:
     velocity_eps: float = 1e-4
     improvement_margin: float = 0.01
     metrics: tuple[str, ...] = ("distance_rising", "late_velocity", "late_kernel_improvement")
+    primary: str = "distance_rising"  # the statistic the verdict counts rest on
     expected: str = HOLDS
     datasets: tuple[str, ...] = ("mnist1d",)
     sweep = None

@@ -9,9 +9,10 @@ import pandas as pd
 from tabulate import tabulate
 
 ORDER = ["claim", "case", "metric"]
+SUMMARY_TITLE = "Verdicts per claim, on its primary metric (the other metrics are secondary: see their rows)"
 TREND_TITLE = "C2 secondary finding (reported, not required): α_after by pre-training size n0"
-COLUMNS = ORDER + ["tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin", "curve_a", "alpha_a", "alpha_a_lo",
-                   "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
+COLUMNS = ORDER + ["primary", "tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin",
+                   "curve_a", "alpha_a", "alpha_a_lo", "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
                    "gap_hi", "window_lo", "window_hi", "method", "points", "seeds", "gap_alt1_window", "gap_alt1",
                    "gap_alt2_window", "gap_alt2", "slopes_a", "slopes_b", "trivial", "beats_trivial_a",
                    "beats_trivial_b", "ridge_at_edge", "tolerance", "reference",
@@ -121,15 +122,18 @@ def format_leaderboard(frame: pd.DataFrame) -> str:
 
 
 def verdict_counts(frame: pd.DataFrame) -> list[dict]:
-    """One row per claim (and per control family): how many of its cases got each verdict,
-    so that a sweep such as C1b can be read at a glance."""
-    counts = frame.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
-    return [{"claim": claim, "cases": int(row.sum()), **{verdict: int(row[verdict]) for verdict in counts.columns}}
+    """One row per claim (and per control family): how many of its cases got each verdict on
+    the claim's primary metric, so that a sweep such as C1b can be read at a glance (rows
+    without a ``primary`` flag all count)."""
+    primary = frame[frame["primary"].fillna(True).astype(bool)] if "primary" in frame else frame
+    counts = primary.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
+    return [{"claim": claim, "primary metric": ", ".join(sorted(set(primary[primary["claim"] == claim]["metric"]))),
+             "cases": int(row.sum()), **{verdict: int(row[verdict]) for verdict in counts.columns}}
             for claim, row in counts.iterrows()]
 
 
 def verdict_summary(frame: pd.DataFrame) -> str:
-    return tabulate(verdict_counts(frame), headers="keys", tablefmt="github")
+    return f"{SUMMARY_TITLE}\n" + tabulate(verdict_counts(frame), headers="keys", tablefmt="github")
 
 
 def after_kernel_trend(frame: pd.DataFrame) -> pd.DataFrame:

@@ -114,14 +114,21 @@ def test_no_rows():
     assert format_leaderboard(frame) == "no ntkbench results"
 
 
-def test_verdict_summary_counts_each_claims_verdicts():
-    summary = format_leaderboard(leaderboard_frame(ROWS)).split("\n\n")[1]
-    counts = {tuple(c.strip() for c in line.strip("|").split("|"))[0]: line for line in summary.splitlines()[2:]}
-    header = [c.strip() for c in summary.splitlines()[0].strip("|").split("|")]
-    cells = dict(zip(header, (c.strip() for c in counts["C1"].strip("|").split("|"))))
-    verdicts = [r["verdict"] for r in ROWS if r["claim"] == "C1"]
-    assert int(cells["cases"]) == len(verdicts)
-    assert all(int(cells[v]) == verdicts.count(v) for v in set(verdicts))
+def summary_cells(rows) -> dict[str, str]:
+    """The C1 line of the verdict summary below the table, by column."""
+    title, *summary = format_leaderboard(leaderboard_frame(rows)).split("\n\n")[1].splitlines()
+    assert title.startswith("Verdicts per claim, on its primary metric")
+    header = [c.strip() for c in summary[0].strip("|").split("|")]
+    line = next(line for line in summary[2:] if line.strip("|").split("|")[0].strip() == "C1")
+    return dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+
+
+def test_verdict_summary_counts_each_claims_verdicts_on_its_primary_metric():
+    cells = summary_cells(ROWS)
+    primary = [r["verdict"] for r in ROWS if r["claim"] == "C1" and r["metric"] == "test_mse"]
+    assert cells["primary metric"] == "test_mse" and int(cells["cases"]) == len(primary) == 3
+    assert all(int(cells[v]) == primary.count(v) for v in set(primary))
+    assert "does not hold" not in cells  # the only "does not hold" is a secondary (test_error) row
 
 
 def after_row(arch: str, n0: int, alpha_after: float, metric: str = "test_mse") -> dict:
