@@ -16,7 +16,7 @@ from ntkbench.convergence import check_trained
 from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
                              evolution_statistics, get_claim)
 from ntkbench.experiments import ENTK_KINDS, ExperimentSpec, NotApplicableError, check_applicable
-from ntkbench.fit import MIN_POINTS, alternative_windows, paired_exponents
+from ntkbench.fit import alternative_windows, paired_exponents
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
 
@@ -125,10 +125,8 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     n_grid, loss_a = results[claim.a].curve(case.metric)
     _, loss_b = results[claim.b].curve(case.metric)
     window = claim.fit_window(dict(case.variant), tier)
-    inside = [int(n) for n in n_grid if window is None or window[0] <= n <= window[1]]
-    others = alternative_windows(inside) if len(inside) >= MIN_POINTS else ()
-    others = tuple(w for w in dict.fromkeys(others) if w != (inside[0], inside[-1]))  # only windows that differ
-    fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, window, alternatives=others)
+    fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, window,
+                           alternatives=alternative_windows(n_grid, window))
     return {**evaluate_scaling(claim, fit), **base_row(case, tier), **sanity(results[claim.a], results[claim.b], case.metric),
             **_sources(results.values())}
 

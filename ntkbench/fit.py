@@ -78,10 +78,14 @@ def local_slopes(n, loss) -> tuple[float, ...]:
     return tuple(float(s) for s in -np.diff(np.log(loss)) / np.diff(np.log(np.asarray(n, dtype=float))))
 
 
-def alternative_windows(n_grid, points: int = MIN_POINTS) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The lowest and the highest ``points`` sizes of a grid: the windows each row also reports."""
-    n = [int(v) for v in n_grid]
-    return (n[0], n[min(points, len(n)) - 1]), (n[-min(points, len(n))], n[-1])
+def alternative_windows(n_grid, window=None, points: int = MIN_POINTS) -> tuple[tuple[int, int], ...]:
+    """The windows each row also reports: the lowest and the highest ``points`` sizes inside
+    ``window`` (None: the whole grid), those that differ from ``window`` itself."""
+    n = [int(v) for v in n_grid if window is None or window[0] <= v <= window[1]]
+    if len(n) < points:
+        return ()
+    candidates = ((n[0], n[points - 1]), (n[-points], n[-1]))
+    return tuple(w for w in dict.fromkeys(candidates) if w != (n[0], n[-1]))
 
 
 @dataclasses.dataclass(frozen=True)

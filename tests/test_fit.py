@@ -91,6 +91,9 @@ def test_alternative_windows_and_local_slopes_are_reported():
     a, b = curves(SMALL_GRID, 0.3, sigma=0.0, seeds=2), curves(SMALL_GRID, 0.2, sigma=0.0, seeds=2)
     windows = alternative_windows(SMALL_GRID)
     assert windows == ((128, 1024), (512, 4096))
+    assert alternative_windows(SMALL_GRID, (256, 4096)) == ((256, 2048), (512, 4096))
+    assert alternative_windows(SMALL_GRID, (512, 4096)) == ()  # four sizes: no other window
+    assert alternative_windows(SMALL_GRID[:3]) == ()
     result = paired_exponents(SMALL_GRID, a, b, alternatives=windows)
     assert [w for w, _ in result.alternatives] == list(windows)
     assert [gap for _, gap in result.alternatives] == pytest.approx([0.1, 0.1])
