@@ -54,6 +54,13 @@ def write_plots(frame: pd.DataFrame, directory: Path) -> list[Path]:
     return written
 
 
+def curve_fit(records: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """(α, log a) of a curve as the rows fit it on the whole grid: per seed, then the mean."""
+    seeds = records.sort_values("n").groupby("seed")
+    alpha, intercept = np.mean([fit_loglog(g["n"], g[metric]) for _, g in seeds], axis=0)
+    return float(alpha), float(intercept)
+
+
 def _scaling_figure(case: str, metric: str, paths: list[str], directory: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
@@ -64,9 +71,8 @@ def _scaling_figure(case: str, metric: str, paths: list[str], directory: Path) -
         curve = records.groupby("n")[metric].mean()
         n, loss = curve.index.to_numpy(float), curve.to_numpy(float)
         label = LABELS.get(spec["kind"], spec["kind"]).format(**spec)
-        if np.all(records[metric] > 0):  # α as the rows fit it: per seed (whole grid), then the mean
-            seeds = records.sort_values("n").groupby("seed")
-            alpha, intercept = np.mean([fit_loglog(g["n"], g[metric]) for _, g in seeds], axis=0)
+        if np.all(records[metric] > 0):
+            alpha, intercept = curve_fit(records, metric)
             label += f"  α={alpha:.2f}"
             line = ax.plot(n, loss, "o", label=label)[0]
             ax.plot(n, np.exp(intercept) * n ** (-alpha), "-", color=line.get_color(), alpha=0.6)

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from ntkbench.plots import write_plots
 from ntkbench.report import leaderboard_frame
@@ -38,3 +39,12 @@ def test_evolution_figure_from_checkpoint_records(tmp_path):
 
 def test_no_rows_no_figures(tmp_path):
     assert write_plots(leaderboard_frame([]), tmp_path) == []
+
+
+def test_a_figures_exponent_is_the_rows(tiny_run):
+    from ntkbench.plots import curve_fit
+
+    row = tiny_run.rows["test_mse"]
+    network = next(path for path in row["source_paths"] if "/nn-" in path)
+    records = pd.DataFrame(json.loads(open(network).read())["records"])
+    assert curve_fit(records, "test_mse")[0] == pytest.approx(row["alpha_a"], rel=1e-9)
