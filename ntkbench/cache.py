@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 import json
 import time
 import warnings
@@ -89,6 +90,22 @@ class ExperimentCache:
         from flax import serialization
 
         atomic_write_bytes(self._params_path(spec, name), serialization.to_bytes(params))
+
+    def _predictions_path(self, spec: ExperimentSpec, seed: int, n: int) -> Path:
+        return self.root / "predictions" / f"{spec.kind}-{spec.key[:20]}" / f"seed{seed}-n{n}.npy"
+
+    def save_predictions(self, spec: ExperimentSpec, seed: int, n: int, predictions: np.ndarray) -> None:
+        """Store a run's test predictions (atomically, float32 .npy)."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(predictions, dtype=np.float32))
+        atomic_write_bytes(self._predictions_path(spec, seed, n), buffer.getvalue())
+
+    def load_predictions(self, spec: ExperimentSpec, seed: int, n: int) -> np.ndarray | None:
+        """A run's stored test predictions, or None when absent or unreadable."""
+        try:
+            return np.load(self._predictions_path(spec, seed, n))
+        except (OSError, ValueError):
+            return None
 
     def load_checkpoints(self, spec: ExperimentSpec, prefix: str, template) -> dict:
         """step → stored parameters named ``<prefix><step>``; empty when any is unreadable."""

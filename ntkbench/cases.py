@@ -13,10 +13,11 @@ import itertools
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.convergence import check_trained
-from ntkbench.claims import (ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling,
-                             evolution_statistics, get_claim)
-from ntkbench.experiments import ENTK_KINDS, ExperimentSpec, NotApplicableError, check_applicable
-from ntkbench.fit import alternative_windows, paired_exponents
+from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, get_claim
+from ntkbench.experiments import ExperimentSpec, NotApplicableError, check_applicable, get_kind
+from ntkbench.fit import alternative_windows, paired_exponents, window_indices
+from ntkbench.regression import relative_distance
+from ntkbench.travel import TooShortError, per_seed_statistics
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
 
@@ -81,7 +82,7 @@ def _same_inputs(arch: str, dataset: str) -> bool:
 
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
     """The experiment of ``kind`` a case needs; ``swept``: apply the case's variant."""
-    trains = kind in ("nn", "entk_after", "entk_evolution")
+    experiment = get_kind(kind)
     control = CONTROLS[case.control] if case.control else None
     tier = control.tier(tier) if control else tier
     settings = dict(case.variant).get("set")
@@ -91,10 +92,10 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
         n_test=tier.n_test, seeds=tier.seeds,
         arch_kwargs=tuple(sorted(tier.arch_kwargs.get(case.arch, {}).items())),
         data_kwargs=control.data_kwargs if control else (),
-        train=tier.train if trains else None,
-        entk_precision=tier.entk_precision if kind in ENTK_KINDS else ExperimentSpec.entk_precision,
+        train=tier.train if experiment.trains else None,
+        entk_precision=tier.entk_precision if experiment.entk else ExperimentSpec.entk_precision,
         convention=tier.convention, n_pool=tier.pool_factor * max(tier.n_grid),
-        **{"n0": tier.evolution_n if kind == "entk_evolution" else None,
+        **{"n0": getattr(tier, experiment.n0_from) if experiment.n0_from else None,
            **{k: v for k, v in case.variant if swept and k != "set"}})
 
 
@@ -106,7 +107,7 @@ def case_experiments(case: Case, tier: Tier) -> list[ExperimentSpec]:
     if arch.input_kind != dataset.input_kind:
         raise NotApplicableError(f"{arch.name} takes {arch.input_kind} inputs, {dataset.name} has {dataset.input_kind}s")
     if isinstance(claim, EvolutionClaim):
-        return [experiment_spec(claim.kind, case, tier)]
+        return [experiment_spec(claim.kind, case, tier), experiment_spec(claim.kind, compared_run(claim, case), tier)]
     for kind in (claim.a, claim.b):
         check_applicable(kind, case.arch)
     return [experiment_spec(claim.a, case, tier), experiment_spec(claim.b, case, tier, swept=True)]
@@ -120,15 +121,47 @@ def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     for network in {spec.network() for spec in specs if spec.train is not None}:
         check_trained(cache.get(network))  # no verdict from a network that did not train
     if isinstance(claim, EvolutionClaim):
-        return _run_evolution_case(claim, case, tier, loaded[0])
-    results = {claim.a: loaded[0], claim.b: loaded[1]}
-    n_grid, loss_a = results[claim.a].curve(case.metric)
-    _, loss_b = results[claim.b].curve(case.metric)
-    window = claim.fit_window(dict(case.variant), tier)
-    fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, window,
-                           alternatives=alternative_windows(n_grid, window))
-    return {**evaluate_scaling(claim, fit), **base_row(case, tier), **sanity(results[claim.a], results[claim.b], case.metric),
-            **_sources(results.values())}
+        names = [f"{spec.arch} ({'lazy' if c.control else 'as trained'})"
+                 for spec, c in zip(specs, (case, compared_run(claim, case)))]
+        try:
+            row = evaluate_evolution(claim, case.metric, *(per_seed_statistics(r.records) for r in loaded), names)
+        except TooShortError as exc:  # a tier without meaningful verdicts may train that briefly
+            if tier.verdicts:
+                raise
+            raise NotApplicableError(f"{exc} (at the {tier.name} tier, which decides no verdicts)") from None
+    else:
+        a, b = loaded
+        n_grid, loss_a = a.curve(case.metric)
+        _, loss_b = b.curve(case.metric)
+        window = claim.fit_window(dict(case.variant), tier)
+        fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, window,
+                               alternatives=alternative_windows(n_grid, window))
+        names = tuple(get_kind(r.spec.kind).label.format(**r.spec.to_dict()) for r in loaded)
+        row = {**evaluate_scaling(claim, fit, names), **sanity(a, b, case.metric),
+               "function_distance": function_distance(cache, a, b, [n_grid[i] for i in window_indices(n_grid, fit.window)])}
+    row = {**row, **base_row(case, tier), **_sources(loaded)}
+    return {**row, **CONTROLS[case.control].decide(row)} if case.control else row
+
+
+def compared_run(claim: EvolutionClaim, case: Case) -> Case:
+    """The case whose run an evolution case is compared with: the reference control's run
+    (a frozen kernel), or, for that control itself, the run as trained it calibrates."""
+    if case.control == claim.reference:
+        return dataclasses.replace(case, control="")
+    control = CONTROLS[claim.reference]
+    return Case(claim.id, control.arch, control.dataset, case.metric, control=claim.reference)
+
+
+def function_distance(cache: ExperimentCache, a, b, sizes: list[int]) -> float | None:
+    """max over ``sizes`` of the mean over seeds of ‖f_a − f_b‖² / ‖f_b‖² on the test points
+    (None when a curve stored no predictions)."""
+    worst = 0.0
+    for n in sizes:
+        pairs = [(cache.load_predictions(a.spec, seed, n), cache.load_predictions(b.spec, seed, n)) for seed in a.spec.seeds]
+        if any(p is None for pair in pairs for p in pair):
+            return None
+        worst = max(worst, float(sum(relative_distance(pa, pb) for pa, pb in pairs) / len(pairs)))
+    return worst
 
 
 def sanity(a, b, metric: str) -> dict:
@@ -142,12 +175,6 @@ def sanity(a, b, metric: str) -> dict:
     edges = [r for r in (a, b) if "ridge_at_edge" in r.records]
     row["ridge_at_edge"] = int(sum(r.records["ridge_at_edge"].sum() for r in edges))
     return row
-
-
-def _run_evolution_case(claim: EvolutionClaim, case: Case, tier: Tier, result) -> dict:
-    per_seed, windows = evolution_statistics(claim, result.records)
-    numbers = evaluate_evolution(claim, case.metric, per_seed[case.metric], windows[case.metric])
-    return {**numbers, **base_row(case, tier), **_sources([result])}
 
 
 def _sources(results) -> dict:

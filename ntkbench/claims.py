@@ -14,12 +14,13 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from ntkbench.experiments import KINDS
 from ntkbench.fit import PairedFit, t_interval
+from ntkbench.travel import statistic_window
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 ERROR, NOT_APPLICABLE = "error", "not applicable"
 METRICS = ("test_mse", "test_error")
-CURVE_NAMES = {"nn": "NN", "entk_init": "eNTK(init)", "ntk_inf": "NTK(∞)", "entk_after": "eNTK(after)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +92,15 @@ def scaling_verdict(gap_ci: tuple[float, float], margin: float) -> str:
     return INCONCLUSIVE
 
 
-def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
-    """The verdict and every number behind it, as one flat leaderboard row fragment."""
+def evaluate_scaling(claim: ScalingClaim, fit: PairedFit, names: tuple[str, str] | None = None) -> dict:
+    """The verdict and every number behind it, as one flat leaderboard row fragment;
+    ``names``: of the two curves (default: their experiment kinds)."""
+    names = names or tuple(KINDS[k].label.format(n0="n0") if k in KINDS else k for k in (claim.a, claim.b))
     return {
         "verdict": scaling_verdict(fit.gap_ci, claim.margin),
         "expected": claim.expected,
         "margin": claim.margin, "tolerance": claim.drift_tolerance,
-        "curve_a": CURVE_NAMES.get(claim.a, claim.a),
-        "curve_b": CURVE_NAMES.get(claim.b, claim.b),
+        "curve_a": names[0], "curve_b": names[1],
         "alpha_a": fit.alpha_a, "alpha_a_lo": fit.alpha_a_ci[0], "alpha_a_hi": fit.alpha_a_ci[1],
         "alpha_b": fit.alpha_b, "alpha_b_lo": fit.alpha_b_ci[0], "alpha_b_hi": fit.alpha_b_ci[1],
         "gap": fit.gap, "gap_lo": fit.gap_ci[0], "gap_hi": fit.gap_ci[1],
@@ -112,38 +114,34 @@ def evaluate_scaling(claim: ScalingClaim, fit: PairedFit) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class EvolutionClaim:
-    """C3-style claim on the eNTK along training (experiment kind "entk_evolution").
+    """C3-style claim on the eNTK along training (experiment kind ``kind``), measured against
+    the run of the control ``reference`` (a lazy network, whose kernel is frozen by design).
 
-    Statistics, one per case (its "metric"), each computed per seed and compared through the
-    t interval of the mean over seeds against its threshold:
-
-    * ``distance_rising`` — S(K_0, K_T) − S(K_0, K_k), k the checkpoint nearest to
-      ``after_fraction`` of training: the kernel still moves away from init after k
-      (threshold ``distance_margin``);
-    * ``late_velocity`` — mean S(K_t, K_t+Δ)/Δ (per epoch) over the last ``late_fraction``
-      of training (threshold ``velocity_eps``);
-    * ``late_kernel_improvement`` — relative drop of the test MSE of kernel regression with
-      the kernel at t, from the start of the late window to the end (threshold
-      ``improvement_margin``).
+    Each case's metric is a statistic of :mod:`ntkbench.travel`, relative to the run's own
+    travel. It is computed per seed for the case's run and for the reference run; the
+    verdict is the t interval of the paired per-seed differences (case − reference) against
+    the statistic's margin. The reference control's own metric, ``travel_ratio``, is its
+    kernel's total travel over that of the case it calibrates (expected below its margin).
     """
 
     id: str
     title: str
-    after_fraction: float = 0.25
-    late_fraction: float = 0.5
-    distance_margin: float = 0.01
-    velocity_eps: float = 1e-4
-    improvement_margin: float = 0.01
-    metrics: tuple[str, ...] = ("distance_rising", "late_velocity", "late_kernel_improvement")
-    primary: str = "distance_rising"  # the statistic the verdict counts rest on
+    metrics: tuple[str, ...] = ("travel_ahead_25", "travel_ahead_50", "velocity_ratio", "cka_travel_ahead_25",
+                                "kernel_improvement_mse", "kernel_improvement_error")
+    # δ per statistic, fixed in advance: a tenth of the run's travel (fractions, speed ratio),
+    # a 1% relative drop of the kernel's test loss, a tenth of the calibrated run's travel
+    margins: tuple[tuple[str, float], ...] = (
+        ("travel_ahead_25", 0.1), ("travel_ahead_50", 0.1), ("velocity_ratio", 0.1), ("cka_travel_ahead_25", 0.1),
+        ("kernel_improvement_mse", 0.01), ("kernel_improvement_error", 0.01), ("travel_ratio", 0.1))
+    primary: str = "travel_ahead_25"  # the statistic the verdict counts rest on
+    reference: str = "C3:lazy"  # the control whose run is the frozen-kernel baseline
+    kind: str = "entk_evolution"
     expected: str = HOLDS
     datasets: tuple[str, ...] = ("mnist1d",)
     sweep = None
-    kind = "entk_evolution"
 
     def threshold(self, metric: str) -> float:
-        return {"distance_rising": self.distance_margin, "late_velocity": self.velocity_eps,
-                "late_kernel_improvement": self.improvement_margin}[metric]
+        return dict(self.margins)[metric]
 
     def tolerance(self, metric: str) -> float:
         """Largest change of a statistic that still matches a reference row: half its threshold."""
@@ -153,39 +151,28 @@ class EvolutionClaim:
 register_claim(EvolutionClaim("C3", "the eNTK keeps evolving through most of training"))
 
 
-def evolution_statistics(claim: EvolutionClaim, records: pd.DataFrame):
-    """Per-seed values of each statistic from the checkpoint records of an evolution run,
-    and the epoch window (start, end) each statistic looks at."""
-    per_seed = {metric: [] for metric in claim.metrics}
-    for _, run in records.sort_values("step").groupby("seed"):
-        steps, epochs = run["step"].to_numpy(), run["epoch"].to_numpy(dtype=float)
-        k = int(np.argmin(np.abs(steps - claim.after_fraction * steps[-1])))
-        late = np.nonzero(steps >= (1 - claim.late_fraction) * steps[-1])[0]
-        start = int(late[0])
-        windows = {"distance_rising": (epochs[k], epochs[-1]), "late_velocity": (epochs[start], epochs[-1]),
-                   "late_kernel_improvement": (epochs[start], epochs[-1])}
-        distance, mse = run["distance_from_init"].to_numpy(), run["kernel_test_mse"].to_numpy()
-        values = {
-            "distance_rising": distance[-1] - distance[k],
-            "late_velocity": float(np.mean(run["velocity"].to_numpy(dtype=float)[late[:-1]]))
-            if len(late) > 1 else np.nan,
-            "late_kernel_improvement": (mse[start] - mse[-1]) / mse[start],
-        }
-        for metric in claim.metrics:
-            per_seed[metric].append(values[metric])
-    return {metric: np.asarray(v, dtype=float) for metric, v in per_seed.items()}, windows
-
-
-def evaluate_evolution(claim: EvolutionClaim, metric: str, per_seed: np.ndarray, epochs: tuple[float, float],
-                       level: float = 0.95) -> dict:
-    """Verdict of one statistic: the t interval (over seeds) of its mean vs its threshold."""
-    if len(per_seed) == 0 or not np.all(np.isfinite(per_seed)):
-        raise ValueError(f"{metric} is undefined for these checkpoints (the late window needs two)")
-    mean, low, high = t_interval(per_seed, level)
+def evaluate_evolution(claim: EvolutionClaim, metric: str, own: pd.DataFrame, other: pd.DataFrame,
+                       names: tuple[str, str], level: float = 0.95) -> dict:
+    """Verdict of one statistic from per-seed statistics (:func:`ntkbench.travel.per_seed_statistics`)
+    of the case's run (``own``) and the run it is compared with (``other``), paired by seed:
+    ``travel_ratio`` is own travel / other travel, any other metric own − other."""
+    seeds = own.index.intersection(other.index)
+    if len(seeds) < 2:
+        raise ValueError(f"{metric}: the runs share {len(seeds)} seeds; a t interval needs two")
+    column = "travel" if metric == "travel_ratio" else metric
+    a, b = own.loc[seeds, column].to_numpy(float), other.loc[seeds, column].to_numpy(float)
+    values = a / b if metric == "travel_ratio" else a - b
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{metric} is undefined for these checkpoints (a loss or a travel of zero)")
+    mean, low, high = t_interval(values, level)
     threshold = claim.threshold(metric)
+    (alpha_a, *ci_a), (alpha_b, *ci_b) = t_interval(a, level), t_interval(b, level)
+    window = statistic_window(column)
     return {
         "verdict": scaling_verdict((low, high), threshold),
         "expected": claim.expected, "margin": threshold, "tolerance": claim.tolerance(metric),
-        "gap": mean, "gap_lo": low, "gap_hi": high,
-        "window_lo": epochs[0], "window_hi": epochs[1], "method": "epochs", "points": len(per_seed),
+        "curve_a": names[0], "alpha_a": alpha_a, "alpha_a_lo": ci_a[0], "alpha_a_hi": ci_a[1],
+        "curve_b": names[1], "alpha_b": alpha_b, "alpha_b_lo": ci_b[0], "alpha_b_hi": ci_b[1],
+        "gap": mean, "gap_lo": low, "gap_hi": high, "window_lo": window[0], "window_hi": window[1],
+        "method": "of training", "points": len(seeds), "seeds": len(seeds),
     }

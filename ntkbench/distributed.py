@@ -82,7 +82,7 @@ def experiment_rounds(cases, tier) -> list[list]:
     and those whose trained parameters a kernel needs), then everything else. A case that
     does not apply, or names something unknown, adds nothing (it reports itself)."""
     from ntkbench.cases import case_experiments
-    from ntkbench.experiments import NEEDS_N0
+    from ntkbench.experiments import get_kind
 
     specs = {}
     for case in cases:
@@ -90,5 +90,5 @@ def experiment_rounds(cases, tier) -> list[list]:
             specs.update((spec.key, spec) for spec in case_experiments(case, tier))
         except Exception:  # noqa: BLE001,S112  (the case's own run reports it)
             continue
-    networks = {spec.network().key: spec.network() for spec in specs.values() if spec.kind == "nn" or spec.kind in NEEDS_N0}
+    networks = {spec.network().key: spec.network() for spec in specs.values() if get_kind(spec.kind).trains}
     return [list(networks.values()), [spec for key, spec in specs.items() if key not in networks]]

@@ -142,3 +142,17 @@ def kernel_distance(k1: np.ndarray, k2: np.ndarray) -> float:
     """S(K1, K2) = 1 − ⟨K1, K2⟩_F / (‖K1‖_F ‖K2‖_F) (Fort et al. 2020): 0 for proportional kernels."""
     k1, k2 = np.asarray(k1, dtype=np.float64), np.asarray(k2, dtype=np.float64)
     return float(1.0 - np.sum(k1 * k2) / (np.linalg.norm(k1) * np.linalg.norm(k2)))
+
+
+def kernel_angle(k1: np.ndarray, k2: np.ndarray, centred: bool = False) -> float:
+    """The angle arccos(1 − S(K1, K2)) between two kernels as vectors of the Frobenius inner
+    product (radians), computed as 2·arcsin(‖u1 − u2‖/2) of the unit-norm kernels u, exact
+    for small angles where S is quadratic. ``centred``: of the centred kernels HKH (the angle
+    whose cosine is the kernels' CKA, Cortes et al. 2012)."""
+    units = []
+    for k in (k1, k2):
+        k = np.asarray(k, dtype=np.float64)
+        if centred:
+            k = k - k.mean(axis=0, keepdims=True) - k.mean(axis=1, keepdims=True) + k.mean()
+        units.append(k / np.linalg.norm(k))
+    return float(2.0 * np.arcsin(min(1.0, np.linalg.norm(units[0] - units[1]) / 2)))

@@ -3,8 +3,11 @@
 * one scaling figure per case and metric: mean test loss against n on log–log axes for
   every curve the claims compared (NN, eNTK at init, NTK(∞), after kernels), each with its
   log–log least-squares line;
-* one evolution figure per C3 experiment: kernel distances, velocity and the test loss of
-  the kernel taken at each checkpoint, against epochs.
+* one evolution figure per experiment along training: the kernel's angle from
+  initialisation (plain and centred) and the test loss and error of the kernel taken at
+  each checkpoint, against the fraction of training (learning-rate time).
+
+Which figure an experiment gets is its kind's ``figure``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import pandas as pd
 
 from ntkbench.fit import fit_loglog
 
-LABELS = {"nn": "NN", "entk_init": "eNTK(init)", "ntk_inf": "NTK(∞)", "entk_after": "eNTK(after n0={n0})"}
-
-
 def _load(path: str) -> tuple[dict, pd.DataFrame]:
     stored = json.loads(Path(path).read_text())
     return stored["spec"], pd.DataFrame(stored["records"])
+
+
+def _figure_kind(path: str) -> str:
+    """How the experiment stored at ``path`` is drawn (its kind's ``figure``)."""
+    from ntkbench.experiments import get_kind
+
+    return get_kind(_load(path)[0]["kind"]).figure
 
 
 def _slug(text: str) -> str:
@@ -44,9 +51,10 @@ def write_plots(frame: pd.DataFrame, directory: Path) -> list[Path]:
     evolution: set[str] = set()
     for row in frame.dropna(subset=["source_paths"]).to_dict("records"):
         for path in row["source_paths"]:
-            if Path(path).name.startswith("entk_evolution-"):
+            figure = _figure_kind(path)
+            if figure == "evolution":
                 evolution.add(path)
-            elif row["metric"] in ("test_mse", "test_error"):
+            elif figure == "scaling" and row["metric"] in ("test_mse", "test_error"):
                 sources.setdefault((row["family"], row["metric"]), set()).add(path)
     written = [_scaling_figure(case, metric, sorted(paths), directory)
                for (case, metric), paths in sorted(sources.items())]
@@ -65,12 +73,14 @@ def _scaling_figure(case: str, metric: str, paths: list[str], directory: Path) -
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
+    from ntkbench.experiments import get_kind
+
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for path in paths:
         spec, records = _load(path)
         curve = records.groupby("n")[metric].mean()
         n, loss = curve.index.to_numpy(float), curve.to_numpy(float)
-        label = LABELS.get(spec["kind"], spec["kind"]).format(**spec)
+        label = get_kind(spec["kind"]).label.format(**spec)
         if np.all(records[metric] > 0):
             alpha, intercept = curve_fit(records, metric)
             label += f"  α={alpha:.2f}"
@@ -93,14 +103,15 @@ def _evolution_figure(path: str, directory: Path) -> Path:
     import matplotlib.pyplot as plt
 
     spec, records = _load(path)
-    panels = [("distance_from_init", "S(K₀, K_t)"), ("distance_to_final", "S(K_t, K_T)"),
-              ("velocity", "S(K_t, K_t+Δ)/Δ per epoch"), ("kernel_test_mse", "test MSE, kernel at t")]
+    records["angle_from_init"] = [angles[0] for angles in records["angle_to"]]
+    records["cka_angle_from_init"] = [angles[0] for angles in records["cka_angle_to"]]
+    panels = [("angle_from_init", "angle(K₀, K_t) (rad)"), ("cka_angle_from_init", "centred angle (CKA)"),
+              ("kernel_test_mse", "test MSE, kernel at t"), ("kernel_test_error", "test error, kernel at t")]
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for ax, (column, title) in zip(axes, panels):
         for seed, run in records.sort_values("step").groupby("seed"):
-            run = run[run["epoch"] > 0]
-            ax.plot(run["epoch"], run[column].astype(float), "o-", label=f"seed {seed}")
-        ax.set(xscale="log", xlabel="epoch", title=title)
+            ax.plot(run["time"] / run["time"].max(), run[column].astype(float), "o-", label=f"seed {seed}")
+        ax.set(xlabel="fraction of training (learning-rate time)", title=title)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"eNTK evolution: {spec['arch']}/{spec['dataset']}, n={spec['n0']}")
     fig.tight_layout()

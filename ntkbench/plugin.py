@@ -171,7 +171,7 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
             row = error_row(case, ntkbench_tier, _one_line(exc))
             finish = functools.partial(pytest.fail, row["error"], pytrace=False)
         row.update(ntkbench_references.compare(row))
-        if finish is None and (failure := outcome_failure(row, settings["fail_on"])):
+        if finish is None and (failure := outcome_failure(row, settings["fail_on"], ntkbench_tier.verdicts)):
             finish = functools.partial(pytest.fail, failure, pytrace=False)
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))
         if finish is not None:

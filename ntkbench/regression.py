@@ -41,6 +41,12 @@ def mse(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(np.sum((predictions - targets) ** 2, axis=-1)))
 
 
+def relative_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """‖a − b‖² / ‖b‖²: how far predictions ``a`` are from ``b`` in function space."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.sum((a - b) ** 2) / np.sum(b**2))
+
+
 def error_rate(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(predictions, axis=-1) != labels))
 

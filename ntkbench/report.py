@@ -15,7 +15,7 @@ COLUMNS = ORDER + ["primary", "tier", "arch", "dataset", "variant", "family", "v
                    "curve_a", "alpha_a", "alpha_a_lo", "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
                    "gap_hi", "window_lo", "window_hi", "method", "points", "seeds", "gap_alt1_window", "gap_alt1",
                    "gap_alt2_window", "gap_alt2", "slopes_a", "slopes_b", "trivial", "beats_trivial_a",
-                   "beats_trivial_b", "ridge_at_edge", "tolerance", "reference",
+                   "beats_trivial_b", "ridge_at_edge", "function_distance", "control_checks", "tolerance", "reference",
                    "reference_detail", "reference_value", "reference_device", "sources", "error"]
 
 
@@ -40,8 +40,9 @@ def _alpha(row: dict, curve: str) -> str:
 
 
 def _window(row: dict) -> str:
-    unit = "seeds" if row["method"] == "epochs" else "pts"
-    return f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} {unit})"
+    if row["method"] == "of training":  # a statistic along training: fractions of it, over seeds
+        return f"{row['window_lo']:.0%}–{row['window_hi']:.0%} of training ({row['points']:.0f} seeds)"
+    return f"{row['window_lo']:.0f}–{row['window_hi']:.0f} {row['method']} ({row['points']:.0f} pts)"
 
 
 def _other_windows(row: dict) -> str:
@@ -93,8 +94,11 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
             "window": _window(row) if measured else "—",
             "gap on other windows": _other_windows(row),
             "trivial (first n beating it: a/b)": _sanity(row),
-            "verdict": row["verdict"],
+            "verdict": row["verdict"] + (f" ({row['control_checks']})" if isinstance(row.get("control_checks"), str) else ""),
         }
+        if "function_distance" in frame:  # how far the two curves' predictors are apart
+            distance = row.get("function_distance")
+            cells["‖f_a−f_b‖²/‖f_b‖²"] = f"{distance:.3f}" if _present(distance) else "—"
         if "reference" in frame:
             detail = row.get("reference_detail")
             cells["reference"] = f"{row['reference']}: {detail}" if isinstance(detail, str) and detail \

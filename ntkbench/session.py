@@ -79,16 +79,20 @@ def _check_references(directory: Path, tier: str) -> dict:
     return paper_expectations(paper) if paper.exists() else {}
 
 
-def outcome_failure(row: dict, fail_on: set[str]) -> str | None:
-    """Why this row fails its test under ``--ntkbench-fail-on``, or None."""
-    from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE
+def outcome_failure(row: dict, fail_on: set[str], verdicts: bool = True) -> str | None:
+    """Why this row fails its test under ``--ntkbench-fail-on``, or None; ``verdicts``: whether
+    the tier's verdicts mean anything (else only drift fails a row)."""
+    from ntkbench.claims import DOES_NOT_HOLD, INCONCLUSIVE
     from ntkbench.references import DRIFT, MISSING
 
-    if "control" in fail_on and row.get("control") and row["verdict"] == HOLDS:
-        return (f"control {row['control']} came out '{HOLDS}' (expected '{row['expected']}'): "
-                "the suite cannot tell this case apart")
     if "drift" in fail_on and row.get("reference") in (DRIFT, MISSING):
         return f"reference {row['reference']}: {row['reference_detail']}"
+    if not verdicts:
+        return None
+    if "control" in fail_on and row.get("control") and row["verdict"] != row["expected"]:
+        checks = f" ({row['control_checks']})" if row.get("control_checks") else ""
+        return (f"control {row['control']} came out '{row['verdict']}' (expected '{row['expected']}'){checks}: "
+                "the suite cannot tell this case apart")
     if ("unexpected" in fail_on and not row.get("control") and row["verdict"] in (DOES_NOT_HOLD, INCONCLUSIVE)
             and row["verdict"] != row.get("expected")):
         return f"{row['claim']} expected '{row['expected']}', got '{row['verdict']}'"

@@ -36,6 +36,9 @@ class Tier:
     entk_precision: str = "float32"  # eNTK matrix products: float32, tf32 or bf16 (see ntkbench.gram_engines)
     convention: str = "centred"  # how every curve predicts (ntkbench.experiments.CONVENTIONS)
     pool_factor: int = 2  # each seed draws its training sets from a pool of pool_factor × max(n_grid)
+    # whether the tier's verdicts mean anything: where they do not (smoke: the machinery only),
+    # verdicts are reported but controls and unexpected verdicts do not fail a case
+    verdicts: bool = True
 
     def __post_init__(self):
         for name in ("n_grid", "seeds"):
@@ -100,7 +103,7 @@ PAPER_ROBUSTNESS = (("*", ("learning_rate=0.0003",)), ("*", ("learning_rate=0.00
 TIERS = {
     "smoke": Tier("smoke", n_grid=(16, 32, 64, 128), n_val=64, n_test=128, seeds=(0, 1),
                   train=TrainConfig(max_steps=2000, eval_every=10, patience=100),
-                  after_n0=(16,), evolution_n=128, robustness=(("mlp", SGD),)),
+                  after_n0=(16,), evolution_n=128, robustness=(("mlp", SGD),), verdicts=False),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
                   seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=500),
                   after_n0=(512,), evolution_n=512, robustness=SMALL_ROBUSTNESS),

@@ -151,7 +151,7 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
     opt_state = init_state(p)
     batches = _Batches(seeds, n, config)
     trackers = [_Tracker(params[i], config.patience_for(n), config) for i in range(runs)]
-    keep = set(kept_steps(config.max_steps, config.eval_every)) if checkpoints else set()
+    keep = set(kept_steps(config.max_steps)) if checkpoints else set()
     unstack = (lambda tree, i: jax.tree.map(lambda a: a[i], tree)) if many else (lambda tree, i: tree)
     if 0 in keep:
         for i, tracker in enumerate(trackers):
@@ -188,12 +188,13 @@ def evaluates(step: int, config: TrainConfig) -> bool:
 
 def chunk_ends(config: TrainConfig) -> list[int]:
     """The steps after which the host looks at a run (to evaluate or keep parameters): each of
-    the first ``eval_every``, then each evaluation. The steps between two ends run as one
+    the first ``eval_every``, then each evaluation and kept step. The steps between two ends run as one
     call. The same for every run of a config, with or without checkpoints, so that a run's
     numbers never depend on what else is asked of it."""
     first = min(config.eval_every, config.max_steps)
-    return [*range(1, first + 1), *range(2 * config.eval_every, config.max_steps + 1, config.eval_every),
-            *([config.max_steps] if config.max_steps > first and config.max_steps % config.eval_every else [])]
+    evaluations = {*range(1, first + 1), *range(2 * config.eval_every, config.max_steps + 1, config.eval_every),
+                   config.max_steps}
+    return sorted(evaluations | set(kept_steps(config.max_steps)) - {0})
 
 
 class _Batches:
@@ -305,7 +306,7 @@ class _Tracker:
         checkpoints = {}
         if self.kept:
             available = np.array(sorted({s for s in self.kept if s <= self.best_step} | {self.best_step}))
-            for target in checkpoint_steps(self.best_step):
+            for target in checkpoint_steps(self.best_step, self.config):
                 nearest = int(available[np.argmin(np.abs(available - target))])
                 checkpoints[nearest] = self.params if nearest == self.best_step else self.kept[nearest]
         return TrainResult(self.params, self.best_step, self.last_step, cut, self.history, checkpoints)

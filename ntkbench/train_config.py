@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 
@@ -50,22 +52,40 @@ class TrainConfig:
             raise ValueError(f"{', '.join(positive)} must be positive and patience_epochs non-negative")
 
 
-def checkpoint_steps(end: int, count: int = 6) -> tuple[int, ...]:
-    """0, ``count`` log-spaced step counts from 1/256 of a run ending at step ``end`` to its
-    end, and the half- and three-quarter marks (so that the second half holds three)."""
-    steps = [int(round(s)) for s in _geomspace(max(end / 256, 1), end, count)]
-    return tuple(sorted({0, *steps, end // 2, 3 * end // 4}))
+def learning_rate_time(config: TrainConfig, steps) -> np.ndarray:
+    """Training time as the integral of the learning rate, Σ_{t < step} η_t, at ``steps``: the
+    clock on which a schedule that decays cannot freeze a kernel by construction (with a
+    constant rate it is η · step)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    t = np.arange(int(steps.max(initial=0)) + 1, dtype=np.float64)
+    rates = np.full_like(t, config.learning_rate)
+    if config.schedule == "cosine":  # optax.cosine_decay_schedule(learning_rate, max_steps)
+        rates = config.learning_rate * 0.5 * (1 + np.cos(np.pi * np.minimum(t, config.max_steps) / config.max_steps))
+    return np.concatenate([[0.0], np.cumsum(rates)])[steps]
 
 
-def kept_steps(max_steps: int, eval_every: int, ratio: float = 1.05) -> tuple[int, ...]:
+#: evenly spaced checkpoints (in learning-rate time) of an evolution run: 0, 1/8, …, 8/8
+EVEN_CHECKPOINTS = 8
+
+
+def checkpoint_steps(end: int, config: TrainConfig | None = None, count: int = 6) -> tuple[int, ...]:
+    """Checkpoints of a run ending at step ``end``: 0, ``count`` log-spaced step counts from
+    1/256 of the run to its end (the early dynamics), and the steps at k/8 of its
+    learning-rate time (:func:`learning_rate_time`; of its steps without ``config``)."""
+    steps = {int(round(s)) for s in _geomspace(max(end / 256, 1), end, count)}
+    clock = learning_rate_time(config, np.arange(end + 1)) if config is not None else np.arange(end + 1.0)
+    for k in range(1, EVEN_CHECKPOINTS + 1):
+        steps.add(int(np.searchsorted(clock, clock[-1] * k / EVEN_CHECKPOINTS)))
+    return tuple(sorted({0, *steps}))
+
+
+def kept_steps(max_steps: int, ratio: float = 1.05) -> tuple[int, ...]:
     """Steps at which a run keeps its parameters in memory, so that :func:`checkpoint_steps`
-    of whatever step it ends at can be served to within ~5%: every step up to ``eval_every``,
-    then evaluation steps on a geometric grid."""
-    kept, step = list(range(min(eval_every, max_steps) + 1)), eval_every
-    while step <= max_steps:
-        if step >= kept[-1] * ratio:
-            kept.append(step)
-        step += eval_every
+    of whatever step it ends at can be served to within ~5% (and eighths of a run as short
+    as 8 steps resolved): every step while that is within ``ratio``, then a geometric grid."""
+    kept = [0]
+    while kept[-1] < max_steps:
+        kept.append(min(max_steps, max(kept[-1] + 1, math.floor(kept[-1] * ratio))))
     return tuple(kept)
 
 

@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 from flax import serialization
 
-from ntkbench import experiments, storage
+from ntkbench import experiments, runners, storage
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, experiment_spec
-from ntkbench.experiments import RUNNERS
+from ntkbench.experiments import KINDS
 from ntkbench.models import build_model
 
 
@@ -50,7 +50,7 @@ def use_runner(monkeypatch):
     """``use_runner(runner)`` installs a fake runner for the "nn" experiment kind."""
 
     def use(runner):
-        monkeypatch.setitem(RUNNERS, "nn", runner)
+        monkeypatch.setitem(KINDS, "nn", dataclasses.replace(KINDS["nn"], runner=runner, batched=None))
         return runner
 
     return use
@@ -254,13 +254,13 @@ def warm_copy(tiny_run, tmp_path) -> Path:
 @pytest.fixture
 def train_calls(monkeypatch) -> list[tuple[int, int]]:
     """(seed, training size) of every network the runners train."""
-    calls, original = [], experiments.train_many
+    calls, original = [], runners.train_many
 
     def counting(model, params, seeds, xs, *args, **kwargs):
         calls.extend((seed, len(x)) for seed, x in zip(seeds, xs))
         return original(model, params, seeds, xs, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_many", counting)
+    monkeypatch.setattr(runners, "train_many", counting)
     return calls
 
 
@@ -305,7 +305,7 @@ class SlowLoggingRunner:
 
 def get_in_this_process(root: Path, spec, log: Path, start, results) -> None:
     """Runs in a child process: asks for the experiment once both children are ready."""
-    RUNNERS["nn"] = SlowLoggingRunner(log)
+    KINDS["nn"] = dataclasses.replace(KINDS["nn"], runner=SlowLoggingRunner(log), batched=None)
     start.wait(timeout=60)
     results.put(ExperimentCache(root).get(spec).from_cache)
 

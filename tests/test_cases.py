@@ -10,7 +10,7 @@ import pytest
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, cases_for, experiment_spec, run_case
 from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, METRICS, get_claim
-from ntkbench.experiments import RUNNERS, NotApplicableError
+from ntkbench.experiments import KINDS, NotApplicableError
 from ntkbench.registry import ARCHITECTURES, DATASETS, UnknownNameError
 from ntkbench.tiers import get_tier
 
@@ -124,7 +124,8 @@ def test_not_applicable_case_computes_nothing(twinless, tiny_tier, cache_dir, mo
     """Like an unknown name: C1' without a twin is known before any experiment runs, so the
     network curve (minutes to hours at the larger tiers) is not computed only to be skipped."""
     network_seeds = []
-    monkeypatch.setitem(RUNNERS, "nn", lambda context, seed: network_seeds.append(seed) or [])  # fast stand-in
+    fake = lambda context, seed: network_seeds.append(seed) or []  # noqa: E731  (a fast stand-in)
+    monkeypatch.setitem(KINDS, "nn", dataclasses.replace(KINDS["nn"], runner=fake, batched=None))
     with pytest.raises(NotApplicableError, match="^architecture 'twinless' has no stax twin$"):
         run_case(Case("C1'", twinless, "mnist1d", "test_mse"), tiny_tier, ExperimentCache())
     assert network_seeds == []
@@ -162,7 +163,8 @@ def test_named_architecture_on_other_inputs_is_not_applicable(arch, dataset, mes
     """Named architectures are paired with every dataset; such a case fails before any data is
     read (no CIFAR files exist here) or any experiment computed."""
     monkeypatch.setenv("NTKBENCH_DATA_DIR", str(tmp_path / "no-data"))
-    monkeypatch.setitem(RUNNERS, "nn", lambda context, seed: pytest.fail("computed an experiment"))
+    fail = lambda context, seed: pytest.fail("computed an experiment")  # noqa: E731
+    monkeypatch.setitem(KINDS, "nn", dataclasses.replace(KINDS["nn"], runner=fail, batched=None))
     case = cases_for("C1", [arch], [dataset], tiny_tier)[0]
     assert pairs(cases_for("C1", [arch], tier=get_tier("small"))) == {(arch, "mnist1d")}
     with pytest.raises(NotApplicableError, match=f"^{message}$"):

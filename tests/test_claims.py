@@ -35,7 +35,7 @@ def paired_fit(gap_ci) -> PairedFit:
 def test_evaluate_scaling_reports_every_number_and_the_verdict(gap_ci, verdict):
     claim = ScalingClaim("X", "a beats b", a="nn", b="entk_init", margin=MARGIN)
     fit = paired_fit(gap_ci)
-    assert evaluate_scaling(claim, fit) == {
+    assert evaluate_scaling(claim, fit, ("NN", "eNTK(init)")) == {
         "verdict": verdict, "expected": HOLDS, "margin": MARGIN, "tolerance": claim.drift_tolerance,
         "curve_a": "NN", "curve_b": "eNTK(init)",
         "alpha_a": 0.6, "alpha_a_lo": 0.5, "alpha_a_hi": 0.7,
@@ -69,58 +69,49 @@ def test_unknown_claim_is_rejected_with_the_known_ids():
         get_claim("C9")
 
 
-def evolution_records(distance_end: float, velocity_late: float, mse_late: tuple[float, float],
-                      seeds=(0, 1, 2), jitter: float = 0.0, mse_jitter: float = 0.0):
-    """Checkpoint records of an evolution run at steps 0, 25, 50, 75, 100 (epochs = steps)."""
-    import pandas as pd
-
-    rows = []
-    for seed in seeds:
-        wobble = 1 + jitter * (seed - 1)
-        distance = [0.0, 0.2 * distance_end, 0.5 * distance_end, 0.8 * distance_end, distance_end]
-        final = mse_late[1] + mse_jitter * (seed - 1)
-        mse = [2.0, 1.5, mse_late[0], (mse_late[0] + final) / 2, final]
-        for i, step in enumerate((0, 25, 50, 75, 100)):
-            rows.append({"seed": seed, "step": step, "epoch": float(step),
-                         "distance_from_init": distance[i] * wobble,
-                         "velocity": None if step == 100 else velocity_late * wobble,
-                         "kernel_test_mse": mse[i]})
-    return pd.DataFrame(rows)
-
-
 C3 = get_claim("C3")
 
 
-@pytest.mark.parametrize("records, expected", [
-    pytest.param(evolution_records(0.5, 1e-3, (1.0, 0.8)), {m: HOLDS for m in C3.metrics}, id="evolving"),
-    pytest.param(evolution_records(1e-4, 1e-7, (1.0, 1.0)), {m: DOES_NOT_HOLD for m in C3.metrics}, id="frozen"),
-    pytest.param(evolution_records(0.0133, 1e-4, (1.0, 0.99), jitter=0.5, mse_jitter=0.02),
-                 {m: INCONCLUSIVE for m in C3.metrics}, id="noisy-at-thresholds"),
+def statistics(values: dict[str, list[float]]):
+    import pandas as pd
+
+    return pd.DataFrame(values, index=range(len(next(iter(values.values())))))
+
+
+@pytest.mark.parametrize("own, verdict", [
+    pytest.param([0.70, 0.72, 0.68, 0.71, 0.69], HOLDS, id="more-travel-ahead-than-lazy"),
+    pytest.param([0.31, 0.29, 0.30, 0.32, 0.28], DOES_NOT_HOLD, id="as-frozen-as-lazy"),
+    pytest.param([0.2, 0.6, 0.3, 0.7, 0.4], INCONCLUSIVE, id="noisy"),
 ])
-def test_evolution_verdicts(records, expected):
-    from ntkbench.claims import evaluate_evolution, evolution_statistics
+def test_evolution_verdict_is_the_paired_difference_with_the_lazy_run(own, verdict):
+    from ntkbench.claims import evaluate_evolution
 
-    per_seed, windows = evolution_statistics(C3, records)
-    verdicts = {m: evaluate_evolution(C3, m, per_seed[m], windows[m])["verdict"] for m in C3.metrics}
-    assert verdicts == expected
+    lazy = statistics({"travel_ahead_25": [0.30] * 5})
+    row = evaluate_evolution(C3, "travel_ahead_25", statistics({"travel_ahead_25": own}), lazy, ("mlp", "lazy"))
+    assert row["verdict"] == verdict
+    assert row["gap"] == pytest.approx(np.mean(own) - 0.30) and row["margin"] == 0.1
+    assert (row["alpha_a"], row["alpha_b"]) == (pytest.approx(np.mean(own)), pytest.approx(0.30))
+    assert (row["window_lo"], row["window_hi"], row["seeds"]) == (0.25, 1.0, 5)
 
 
-def test_evolution_statistics_and_windows():
-    from ntkbench.claims import evolution_statistics
+def test_travel_ratio_of_the_lazy_control():
+    from ntkbench.claims import evaluate_evolution
 
-    per_seed, windows = evolution_statistics(C3, evolution_records(0.5, 2e-3, (1.0, 0.8)))
-    assert per_seed["distance_rising"] == pytest.approx([0.5 - 0.1] * 3)  # k = 25% of training
-    assert per_seed["late_velocity"] == pytest.approx([2e-3] * 3)
-    assert per_seed["late_kernel_improvement"] == pytest.approx([0.2] * 3)
-    assert windows == {"distance_rising": (25.0, 100.0), "late_velocity": (50.0, 100.0),
-                       "late_kernel_improvement": (50.0, 100.0)}
+    lazy, trained = statistics({"travel": [0.01, 0.012, 0.011]}), statistics({"travel": [0.5, 0.6, 0.55]})
+    row = evaluate_evolution(C3, "travel_ratio", lazy, trained, ("lazy", "mlp"))
+    assert row["gap"] == pytest.approx(np.mean([0.02, 0.02, 0.02]))
+    assert row["verdict"] == DOES_NOT_HOLD  # under a tenth of the trained network's travel
 
 
 def test_undefined_statistic_is_an_error_not_a_verdict():
     from ntkbench.claims import evaluate_evolution
 
-    with pytest.raises(ValueError, match="late_velocity is undefined"):
-        evaluate_evolution(C3, "late_velocity", np.array([np.nan, np.nan]), (1.0, 2.0))
+    undefined = statistics({"kernel_improvement_mse": [np.nan, np.nan]})
+    with pytest.raises(ValueError, match="kernel_improvement_mse is undefined"):
+        evaluate_evolution(C3, "kernel_improvement_mse", undefined, undefined, ("a", "b"))
+    with pytest.raises(ValueError, match="share 1 seeds"):
+        evaluate_evolution(C3, "travel_ahead_25", statistics({"travel_ahead_25": [0.5]}),
+                           statistics({"travel_ahead_25": [0.5]}), ("a", "b"))
 
 
 @pytest.mark.parametrize("tier_name", ["smoke", "small", "paper"])

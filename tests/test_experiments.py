@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntkbench import experiments
+from ntkbench import experiments, runners
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, experiment_spec
-from ntkbench.experiments import NEEDS_N0, RUNNERS, NotApplicableError
+from ntkbench.experiments import KINDS, NotApplicableError
+
+NEEDS_N0 = [kind for kind in KINDS if KINDS[kind].needs_n0]
 from ntkbench.train import TrainConfig
 
 KINDS = ("nn", "entk_init")
@@ -82,7 +84,7 @@ def test_kinds_using_a_trained_network_need_n0_on_the_grid_and_train(make_spec, 
         make_spec(kind, **{**fields, **changes})
 
 
-@pytest.mark.parametrize("kind", [kind for kind in RUNNERS if kind not in NEEDS_N0])
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind not in NEEDS_N0])
 def test_other_kinds_reject_n0(make_spec, kind):
     # train as make_spec gives it: the network's for "nn", None for the kernels
     with pytest.raises(ValueError, match="n0 and train are required by, and n0 only allowed for"):
@@ -105,8 +107,8 @@ def test_unknown_entk_precision_is_rejected(make_spec):
 
 def test_entk_precision_reaches_the_gram(make_spec, monkeypatch):
     seen = []
-    original = experiments.entk_gram
-    monkeypatch.setattr(experiments, "entk_gram", lambda *a, **kw: seen.append(kw["precision"]) or original(*a, **kw))
+    original = runners.entk_gram
+    monkeypatch.setattr(runners, "entk_gram", lambda *a, **kw: seen.append(kw["precision"]) or original(*a, **kw))
     ExperimentCache().get(make_spec("entk_init", seeds=(0,), entk_precision="bf16"))
     assert seen == ["bf16"]
 
@@ -189,9 +191,9 @@ def test_centred_network_predicts_exactly_zero_at_initialisation(make_spec):
     ctx = experiments.Context(make_spec())
     params0 = init_params(ctx.model, 1, ctx.splits.x_train)
     rows = slice(None)
-    assert np.array_equal(experiments._network_outputs(ctx, params0, 1, rows), np.zeros((len(ctx.inputs(1)), 10)))
+    assert np.array_equal(runners._network_outputs(ctx, params0, 1, rows), np.zeros((len(ctx.inputs(1)), 10)))
     uncentred = experiments.Context(make_spec(convention="uncentred"))
-    assert np.abs(experiments._network_outputs(uncentred, params0, 1, rows)).max() > 0.1
+    assert np.abs(runners._network_outputs(uncentred, params0, 1, rows)).max() > 0.1
 
 
 def test_centred_entk_regression_has_no_offset_and_interpolates_as_the_ridge_vanishes(make_spec):

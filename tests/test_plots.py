@@ -24,13 +24,14 @@ def test_scaling_figures_for_each_case_and_metric(tiny_run, tmp_path):
 
 
 def test_evolution_figure_from_checkpoint_records(tmp_path):
-    records = [{"seed": s, "step": t, "epoch": t / 2, "distance_from_init": t / 100, "distance_to_final": 1 - t / 100,
-                "velocity": 0.01 if t < 100 else None, "kernel_test_mse": 1 - t / 200}
-               for s in (0, 1) for t in (0, 10, 50, 100)]
+    steps = (0, 10, 50, 100)
+    records = [{"seed": s, "step": t, "time": t / 1000, "epoch": t / 2, "angle_to": [abs(t - u) / 100 for u in steps],
+                "cka_angle_to": [abs(t - u) / 200 for u in steps], "kernel_test_mse": 1 - t / 200,
+                "kernel_test_error": 0.5 - t / 400} for s in (0, 1) for t in steps]
     source = tmp_path / "entk_evolution-0123456789abcdef0123.json"
     source.write_text(json.dumps({"spec": {"kind": "entk_evolution", "arch": "mlp", "dataset": "mnist1d", "n0": 64},
                                   "records": records}))
-    frame = pd.DataFrame([{"claim": "C3", "case": "mlp/mnist1d", "metric": "late_velocity", "verdict": "holds",
+    frame = pd.DataFrame([{"claim": "C3", "case": "mlp/mnist1d", "metric": "travel_ahead_25", "verdict": "holds",
                            "source_paths": [str(source)]}])
     (written,) = write_plots(frame, tmp_path / "plots")
     assert written.name == "evolution-mlp-mnist1d-entk_evolution-0123456789abcdef0123.png"

@@ -102,10 +102,11 @@ def test_missing_exponent_is_shown_as_a_dash():
 
 def test_statistic_rows_have_no_exponents_and_small_values_in_scientific_notation():
     row = {**result_row("mlp", "test_mse"), "alpha_a": float("nan"), "alpha_b": float("nan"),
-           "gap": 4e-4, "gap_lo": 2e-4, "gap_hi": 6e-4, "method": "epochs", "points": 3}
+           "gap": 4e-4, "gap_lo": 2e-4, "gap_hi": 6e-4, "method": "of training", "points": 3,
+           "window_lo": 0.25, "window_hi": 1.0}
     cells = [c.strip() for c in table_lines([row])["mlp/mnist1d", "test_mse"].split("|")]
     assert cells[4:7] == ["—", "—", "4.00e-04 [2.00e-04, 6.00e-04]"]
-    assert cells[8].endswith("epochs (3 seeds)")
+    assert cells[8] == "25%–100% of training (3 seeds)"
 
 
 def test_no_rows():

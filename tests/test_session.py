@@ -133,7 +133,7 @@ def test_references_of_another_device_kind_are_compared_and_flagged(run, referen
 
 
 def test_fail_on_unexpected_fails_claims_that_do_not_hold(run):
-    result = run("--ntkbench-fail-on=unexpected", "-k", "test_c1 and not test_c1b")
+    result = run("--ntkbench-fail-on=unexpected", "--ntkbench-set=verdicts=True", "-k", "test_c1 and not test_c1b")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1
     result.stdout.fnmatch_lines(["*C1 expected 'holds', got '*'*"])

@@ -186,8 +186,8 @@ def test_chunks_end_at_every_evaluation_and_kept_step():
     ends = chunk_ends(config)
     assert ends == sorted(set(ends)) and ends[-1] == config.max_steps
     assert {s for s in range(1, 1006) if evaluates(s, config)} <= set(ends)
-    assert set(kept_steps(config.max_steps, config.eval_every)) - {0} <= set(ends)
-    assert ends[:20] == list(range(1, 21)) and ends[20:23] == [40, 60, 80]  # then one chunk per evaluation
+    assert set(kept_steps(config.max_steps)) - {0} <= set(ends)
+    assert ends[:21] == list(range(1, 22)) and {40, 60, 80} <= set(ends)  # then evaluations and kept steps
     assert [s for s in range(1, 21) if evaluates(s, config)] == [1, 2, 4, 8, 16, 20]
 
 
