@@ -14,7 +14,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ntkbench.experiments import KINDS
 from ntkbench.fit import PairedFit, t_interval
 from ntkbench.travel import statistic_window
 
@@ -95,7 +94,10 @@ def scaling_verdict(gap_ci: tuple[float, float], margin: float) -> str:
 def evaluate_scaling(claim: ScalingClaim, fit: PairedFit, names: tuple[str, str] | None = None) -> dict:
     """The verdict and every number behind it, as one flat leaderboard row fragment;
     ``names``: of the two curves (default: their experiment kinds)."""
-    names = names or tuple(KINDS[k].label.format(n0="n0") if k in KINDS else k for k in (claim.a, claim.b))
+    if names is None:
+        from ntkbench.experiments import KINDS  # jax: only once there are fits to evaluate
+
+        names = tuple(KINDS[k].label.format(n0="n0") if k in KINDS else k for k in (claim.a, claim.b))
     return {
         "verdict": scaling_verdict(fit.gap_ci, claim.margin),
         "expected": claim.expected,

@@ -210,3 +210,12 @@ def test_the_committed_paper_expectations_agree_with_the_claims():
     assert expectations
     assert {claim: row["expected"] for claim, row in expectations.items()} == {
         claim: CLAIMS[claim].expected for claim in expectations}
+
+
+def test_reading_references_and_claims_does_not_import_jax():
+    """The plugin validates reference tables before any case runs: that must stay cheap."""
+    import subprocess
+    import sys
+
+    code = "import sys, ntkbench.references, ntkbench.controls; sys.exit('jax' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
