@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ntkbench.experiments import Context, ExperimentKind, register_kind, seed_groups, stax_twin
+from ntkbench.experiments import Context, ExperimentKind, register_kind, seed_groups
 from ntkbench.kernels import entk_gram
 from ntkbench.registry import ARCHITECTURES
 from ntkbench.regression import error_rate, fit_ridge_path, mse
