@@ -13,11 +13,9 @@ import itertools
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.convergence import check_trained
-from ntkbench.claims import ERROR, EvolutionClaim, evaluate_evolution, evaluate_scaling, get_claim
-from ntkbench.experiments import ExperimentSpec, NotApplicableError, check_applicable, get_kind
-from ntkbench.fit import alternative_windows, paired_exponents, window_indices
-from ntkbench.regression import relative_distance
-from ntkbench.travel import TooShortError, per_seed_statistics
+from ntkbench.claims import ERROR, get_claim
+from ntkbench.experiments import ExperimentSpec, NotApplicableError, get_kind
+from ntkbench.scaling_claims import function_distance
 from ntkbench.registry import ARCHITECTURES, DATASETS
 from ntkbench.tiers import Tier
 
@@ -47,9 +45,10 @@ class Case:
 
     @property
     def family(self) -> str:
-        """The label without the pre-training size n0: C2's cases of every n0 form one
-        family (one figure, one α_after(n0) trend)."""
-        return dataclasses.replace(self, variant=tuple(v for v in self.variant if v[0] != "n0")).label
+        """The label without a swept spec field (such as C2's pre-training size n0): the cases
+        of every value share curve a and form one family (one figure, one trend). Cases
+        swept over whole settings ("set") stay apart: each has its own curves."""
+        return dataclasses.replace(self, variant=tuple(v for v in self.variant if v[0] == "set")).label
 
 
 def control_cases() -> list[Case]:
@@ -67,10 +66,7 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
     datasets = datasets or [*claim.datasets, *(tier.datasets if tier else ())]
     pairs = [(a, d) for a in archs for d in datasets] if archs else [
         (a, d) for d in datasets for a in ARCHITECTURES.names() if _same_inputs(a, d)]
-    variants = [()]
-    if claim.sweep is not None:
-        field, tier_field = claim.sweep
-        variants = [((field, value),) for value in getattr(tier, tier_field)] if tier else []
+    variants = claim.variants(tier)
     return [Case(claim.id, a, d, m, v)
             for (a, d), m, v in itertools.product(pairs, claim.metrics, variants)
             if not v or v[0][0] != "set" or v[0][1][0] in ("*", a)]
@@ -100,81 +96,51 @@ def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> E
 
 
 def case_experiments(case: Case, tier: Tier) -> list[ExperimentSpec]:
-    """The experiments a case reads, in the order it reads them (raises
-    :class:`NotApplicableError` for a case that does not apply)."""
+    """Every experiment a case reads: its claim's, then its control's agreement experiment,
+    if any (raises :class:`NotApplicableError` for a case that does not apply)."""
+    specs, agreement = _claim_experiments(case, tier)
+    return specs + ([agreement] if agreement is not None else [])
+
+
+def _claim_experiments(case: Case, tier: Tier) -> tuple[list[ExperimentSpec], ExperimentSpec | None]:
+    """The experiments the case's claim reads, in its order, and the experiment its control
+    compares curve a with in function space (None: no such check)."""
     claim = get_claim(case.claim)
     arch, dataset = ARCHITECTURES.get(case.arch), DATASETS.get(case.dataset)  # unknown names fail here
     if arch.input_kind != dataset.input_kind:
         raise NotApplicableError(f"{arch.name} takes {arch.input_kind} inputs, {dataset.name} has {dataset.input_kind}s")
-    if isinstance(claim, EvolutionClaim):
-        return [experiment_spec(claim.kind, case, tier), experiment_spec(claim.kind, compared_run(claim, case), tier)]
-    for kind in (claim.a, claim.b):
-        check_applicable(kind, case.arch)
-    return [experiment_spec(claim.a, case, tier), experiment_spec(claim.b, case, tier, swept=True)]
+
+    def spec(kind: str, swept: bool = False, control: str | None = None) -> ExperimentSpec:
+        return experiment_spec(kind, case if control is None else under_control(case, control), tier, swept)
+
+    agreement = CONTROLS[case.control].agreement if case.control else None
+    return claim.experiments(case, spec), spec(agreement[0]) if agreement else None
+
+
+def under_control(case: Case, control: str) -> Case:
+    """The case's claim and metric in a control's setting (its architecture and dataset), or
+    in the case's own setting without its control (``control`` "")."""
+    if not control:
+        return dataclasses.replace(case, control="")
+    setting = CONTROLS[control]
+    return Case(case.claim, setting.arch, setting.dataset, case.metric, control=control)
 
 
 def run_case(case: Case, tier: Tier, cache: ExperimentCache) -> dict:
     """Compute (or load) the case's experiments and evaluate its claim: one leaderboard row."""
-    claim = get_claim(case.claim)
-    specs = case_experiments(case, tier)
+    specs, agreement = _claim_experiments(case, tier)
     loaded = [cache.get(spec) for spec in specs]
-    for network in {spec.network() for spec in specs if spec.train is not None}:
+    compared = cache.get(agreement) if agreement is not None else None
+    for network in {spec.network() for spec in [*specs, agreement] if spec is not None and spec.train is not None}:
         check_trained(cache.get(network))  # no verdict from a network that did not train
-    if isinstance(claim, EvolutionClaim):
-        names = [f"{spec.arch} ({'lazy' if c.control else 'as trained'})"
-                 for spec, c in zip(specs, (case, compared_run(claim, case)))]
-        try:
-            row = evaluate_evolution(claim, case.metric, *(per_seed_statistics(r.records) for r in loaded), names)
-        except TooShortError as exc:  # a tier without meaningful verdicts may train that briefly
-            if tier.verdicts:
-                raise
-            raise NotApplicableError(f"{exc} (at the {tier.name} tier, which decides no verdicts)") from None
-    else:
-        a, b = loaded
-        n_grid, loss_a = a.curve(case.metric)
-        _, loss_b = b.curve(case.metric)
-        window = claim.fit_window(dict(case.variant), tier)
-        fit = paired_exponents(n_grid, loss_a, loss_b, claim.fit_method, window,
-                               alternatives=alternative_windows(n_grid, window))
-        names = tuple(get_kind(r.spec.kind).label.format(**r.spec.to_dict()) for r in loaded)
-        row = {**evaluate_scaling(claim, fit, names), **sanity(a, b, case.metric),
-               "function_distance": function_distance(cache, a, b, [n_grid[i] for i in window_indices(n_grid, fit.window)])}
-    row = {**row, **base_row(case, tier), **_sources(loaded)}
-    return {**row, **CONTROLS[case.control].decide(row)} if case.control else row
-
-
-def compared_run(claim: EvolutionClaim, case: Case) -> Case:
-    """The case whose run an evolution case is compared with: the reference control's run
-    (a frozen kernel), or, for that control itself, the run as trained it calibrates."""
-    if case.control == claim.reference:
-        return dataclasses.replace(case, control="")
-    control = CONTROLS[claim.reference]
-    return Case(claim.id, control.arch, control.dataset, case.metric, control=claim.reference)
-
-
-def function_distance(cache: ExperimentCache, a, b, sizes: list[int]) -> float | None:
-    """max over ``sizes`` of the mean over seeds of ‖f_a − f_b‖² / ‖f_b‖² on the test points
-    (None when a curve stored no predictions)."""
-    worst = 0.0
-    for n in sizes:
-        pairs = [(cache.load_predictions(a.spec, seed, n), cache.load_predictions(b.spec, seed, n)) for seed in a.spec.seeds]
-        if any(p is None for pair in pairs for p in pair):
-            return None
-        worst = max(worst, float(sum(relative_distance(pa, pb) for pa, pb in pairs) / len(pairs)))
-    return worst
-
-
-def sanity(a, b, metric: str) -> dict:
-    """The trivial predictor's test loss, the first n at which each curve's mean beats it
-    (None: never), and how many kernel fits chose a ridge at an edge of the grid."""
-    trivial = float(a.records[f"trivial_{metric}"].mean())
-    row = {"trivial": trivial}
-    for name, result in (("a", a), ("b", b)):
-        n_grid, losses = result.curve(metric)
-        row[f"beats_trivial_{name}"] = next((n for n, loss in zip(n_grid, losses.mean(axis=0)) if loss < trivial), None)
-    edges = [r for r in (a, b) if "ridge_at_edge" in r.records]
-    row["ridge_at_edge"] = int(sum(r.records["ridge_at_edge"].sum() for r in edges))
-    return row
+    row = get_claim(case.claim).evaluate(case, tier, loaded, cache)
+    row = {**row, **base_row(case, tier), **_sources(loaded + ([compared] if compared else []))}
+    if not case.control:
+        return row
+    if compared is not None:  # curve a against the control's agreement experiment, on the window
+        window = [n for n in compared.spec.n_grid if row["window_lo"] <= n <= row["window_hi"]]
+        row["agreement_distance"] = function_distance(cache, loaded[0], compared, window)
+    return {**row, **CONTROLS[case.control].decide(row)}
 
 
 def _sources(results) -> dict:

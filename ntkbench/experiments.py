@@ -91,7 +91,8 @@ class ExperimentSpec:
 
     def network(self) -> "ExperimentSpec":
         """The spec of the network-training experiment with this one's data and model."""
-        return dataclasses.replace(self, kind="nn", n0=None, entk_precision=ExperimentSpec.entk_precision)
+        return dataclasses.replace(self, kind=get_kind(self.kind).network, n0=None,
+                                   entk_precision=ExperimentSpec.entk_precision)
 
     @property
     def n_max(self) -> int:
@@ -146,7 +147,10 @@ class Context:
 
     @functools.cached_property
     def model(self):
-        return build_model(self.spec.arch, self.splits.num_outputs, **dict(self.spec.arch_kwargs))
+        """The architecture's module, as the experiment's kind trains it (``ExperimentKind.model``)."""
+        model = build_model(self.spec.arch, self.splits.num_outputs, **dict(self.spec.arch_kwargs))
+        transform = get_kind(self.spec.kind).model
+        return transform(model) if transform is not None else model
 
     def order(self, seed: int) -> np.ndarray:
         """The seed's training points: the first n_max of its own permutation of the pool
@@ -228,7 +232,10 @@ class ExperimentKind:
     config (it trains a network or reads a trained one); ``needs_n0``: its spec names the
     training size n0 of the network it reads (``n0_from``: the tier field that gives it when
     no case sets it); ``entk``: it computes an empirical NTK (its spec carries the eNTK
-    precision); ``applies(arch)``: None, or why the kind cannot run for that architecture."""
+    precision); ``applies(arch)``: None, or why the kind cannot run for that architecture;
+    ``network``: the kind whose trained parameters it stores or reads (``ExperimentSpec.network``);
+    ``model``: wraps the architecture's module before it is trained (e.g. its linearisation);
+    ``figure``: how :mod:`ntkbench.plots` draws it ("scaling", "evolution" or "none")."""
 
     name: str
     runner: Callable[[Context, int], list[dict]]
@@ -240,6 +247,8 @@ class ExperimentKind:
     batched: Callable[[Context, list[int]], list[dict]] | None = None
     applies: Callable[[str], str | None] = lambda arch: None
     figure: str = "scaling"
+    network: str = "nn"
+    model: Callable[[object], object] | None = None
 
 
 KINDS: dict[str, ExperimentKind] = {}
@@ -260,3 +269,4 @@ def get_kind(name: str) -> ExperimentKind:
 
 import ntkbench.runners  # noqa: E402,F401  (registers the built-in kinds)
 import ntkbench.evolution  # noqa: E402,F401  (registers the kind "entk_evolution")
+import ntkbench.linearized  # noqa: E402,F401  (registers the kind "nn_linearized")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ntkbench.report import TREND_TITLE, after_kernel_trend, format_leaderboard, leaderboard_table, verdict_counts
+from ntkbench.report import claim_summaries, format_leaderboard, leaderboard_table, verdict_counts
 from ntkbench.storage import atomic_write_bytes
 
 RESULTS_FILE, MARKDOWN_FILE, HTML_FILE = "results.json", "leaderboard.md", "index.html"
@@ -140,9 +140,8 @@ def _html(title: str, frame: pd.DataFrame, metadata: dict, note: str, figures, p
                   "<h2>Leaderboard</h2>", html_table(table), "<h2>Sources</h2><ol>"]
         parts += [f"<li>{html.escape(source)}</li>" for source in notes]
         parts.append("</ol>")
-        trend = after_kernel_trend(frame)
-        if not trend.empty:
-            parts += [f"<h2>{html.escape(TREND_TITLE)}</h2>", html_table(trend.to_dict("records"))]
+        for summary_title, summary in claim_summaries(frame):
+            parts += [f"<h2>{html.escape(summary_title)}</h2>", html_table(summary.to_dict("records"))]
     else:
         parts.append("<p>no ntkbench results</p>")
     if paper:

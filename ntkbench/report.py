@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from ntkbench.claims import CLAIMS, with_ci
+
 ORDER = ["claim", "case", "metric"]
 SUMMARY_TITLE = "Verdicts per claim, on its primary metric (the other metrics are secondary: see their rows)"
-TREND_TITLE = "C2 secondary finding (reported, not required): α_after by pre-training size n0"
 COLUMNS = ORDER + ["primary", "tier", "arch", "dataset", "variant", "family", "verdict", "expected", "margin",
                    "curve_a", "alpha_a", "alpha_a_lo", "alpha_a_hi", "curve_b", "alpha_b", "alpha_b_lo", "alpha_b_hi", "gap", "gap_lo",
                    "gap_hi", "window_lo", "window_hi", "method", "points", "seeds", "gap_alt1_window", "gap_alt1",
                    "gap_alt2_window", "gap_alt2", "slopes_a", "slopes_b", "trivial", "beats_trivial_a",
-                   "beats_trivial_b", "ridge_at_edge", "function_distance", "control_checks", "tolerance", "reference",
+                   "beats_trivial_b", "ridge_at_edge", "function_distance", "agreement_distance", "control_checks",
+                   "tolerance", "reference",
                    "reference_detail", "reference_value", "reference_device", "sources", "error"]
 
 
@@ -36,7 +37,7 @@ def _alpha(row: dict, curve: str) -> str:
     if not _present(row.get(f"alpha_{curve}")):
         return "—"
     value, low, high = (row[f"alpha_{curve}{s}"] for s in ("", "_lo", "_hi"))
-    return f"{row[f'curve_{curve}']} {_with_ci(value, low, high)}"
+    return f"{row[f'curve_{curve}']} {with_ci(value, low, high)}"
 
 
 def _window(row: dict) -> str:
@@ -61,14 +62,6 @@ def _sanity(row: dict) -> str:
     return f"{row['trivial']:.3f} ({'/'.join(first)})" + (f", ridge at grid edge ×{edge:.0f}" if _present(edge) and edge else "")
 
 
-def _with_ci(value, low, high) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    small = any(0 < abs(v) < 0.01 for v in (value, low, high))
-    fmt = ".2e" if small else ".3f"
-    return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
-
-
 def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
     """The displayed table (one dict of cell texts per row: exponents and gap with 95% CIs,
     window, verdict, reference status) and the experiments it cites, {description: mark}.
@@ -89,7 +82,7 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
         cells = {
             "claim": row["claim"], "case": row["case"], "metric": row["metric"],
             "α_a [CI]": _alpha(row, "a"), "α_b [CI]": _alpha(row, "b"),
-            "gap or statistic [CI]": _with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
+            "gap or statistic [CI]": with_ci(row["gap"], row["gap_lo"], row["gap_hi"]) if measured else "—",
             "δ": f"{row['margin']:g}" if measured else "—",
             "window": _window(row) if measured else "—",
             "gap on other windows": _other_windows(row),
@@ -112,16 +105,15 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
 
 def format_leaderboard(frame: pd.DataFrame) -> str:
     """The terminal (and Markdown) table, the experiments its ``source`` column points to,
-    the verdict counts per claim and C2's α_after(n0) trend."""
+    the verdict counts per claim and the claims' own summaries."""
     if frame.empty:
         return "no ntkbench results"
     table, notes = leaderboard_table(frame)
     lines = [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True)]
     lines += [f"{mark} {source}" for source, mark in notes.items()]
     lines += ["", verdict_summary(frame)]
-    trend = after_kernel_trend(frame)
-    if not trend.empty:
-        lines += ["", TREND_TITLE, tabulate(trend, headers="keys", tablefmt="github", showindex=False)]
+    for title, table in claim_summaries(frame):
+        lines += ["", title, tabulate(table, headers="keys", tablefmt="github", showindex=False)]
     return "\n".join(lines)
 
 
@@ -140,20 +132,7 @@ def verdict_summary(frame: pd.DataFrame) -> str:
     return f"{SUMMARY_TITLE}\n" + tabulate(verdict_counts(frame), headers="keys", tablefmt="github")
 
 
-def after_kernel_trend(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per C2 family and metric: α_after(n0) with its CI in increasing n0, and whether the
-    point estimates grow with n0 ("grows", "falls", "mixed"; "one n0" when there is no trend)."""
-    if "n0" not in frame or "alpha_b" not in frame:
-        return pd.DataFrame()
-    after = frame[frame["claim"].eq("C2") & frame["n0"].notna() & frame["alpha_b"].notna()]
-    rows = []
-    for (family, metric), group in after.groupby(["family", "metric"], sort=True):
-        group = group.sort_values("n0")
-        steps = np.diff(group["alpha_b"].to_numpy(float))
-        trend = ("one n0" if steps.size == 0 else "grows" if np.all(steps > 0)
-                 else "falls" if np.all(steps < 0) else "mixed")
-        rows.append({"case": family, "metric": metric, "trend": trend,
-                     "α_after by n0 [CI]": "; ".join(
-                         f"{n0:.0f}: {_with_ci(r['alpha_b'], r['alpha_b_lo'], r['alpha_b_hi'])}"
-                         for n0, r in zip(group["n0"], group.to_dict("records")))})
-    return pd.DataFrame(rows)
+def claim_summaries(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Each registered claim's own summaries of its rows (:meth:`ntkbench.claims.Claim.summaries`)."""
+    return [summary for claim_id, rows in frame.groupby("claim", sort=True) if claim_id in CLAIMS
+            for summary in CLAIMS[claim_id].summaries(rows)]

@@ -86,7 +86,9 @@ def _train_and_store(ctx: Context, runs: list[tuple[int, int]], batched: bool):
         y_vals.append((d.targets_val + shift[n_max:n_max + n_val]).astype(np.float32))
     seeds = [seed for seed, _ in runs]
     params0 = [init_params(model, seed, d.x_train) for seed in seeds]
-    results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train, checkpoints=True,
+    # checkpoints serve the eNTK along training, which follows the network itself
+    checkpoints = spec.network().kind == "nn"
+    results = train_many(model, params0, seeds, xs, ys, d.x_val, y_vals, spec.train, checkpoints=checkpoints,
                          description=f"{spec.arch} seeds {sorted(set(seeds))} n={sorted({n for _, n in runs})}",
                          batched=batched)
     if ctx.cache is not None:

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 from ntkbench.cases import Case, base_row, error_row
-from ntkbench.claims import evaluate_scaling, get_claim
+from ntkbench.claims import get_claim
+from ntkbench.scaling_claims import evaluate_scaling
 from ntkbench.fit import PairedFit
 from ntkbench.outputs import results_document
 from ntkbench.references import ReferenceTable, reference_row

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from ntkbench.cases import Case, base_row, error_row
-from ntkbench.claims import evaluate_scaling, get_claim
+from ntkbench.claims import get_claim
+from ntkbench.scaling_claims import evaluate_scaling
 from ntkbench.fit import PairedFit
-from ntkbench.report import after_kernel_trend, format_leaderboard, leaderboard_frame
+from ntkbench.report import format_leaderboard, leaderboard_frame
 from ntkbench.tiers import get_tier
 
 TIER = get_tier("smoke")
@@ -141,24 +142,27 @@ def after_row(arch: str, n0: int, alpha_after: float, metric: str = "test_mse") 
 
 
 @pytest.mark.parametrize("alphas, trend", [((0.2, 0.3, 0.4), "grows"), ((0.4, 0.3, 0.2), "falls"),
-                                            ((0.2, 0.4, 0.3), "mixed"), ((0.3,), "one n0")])
-def test_after_kernel_trend_follows_alpha_after_in_increasing_n0(alphas, trend):
+                                            ((0.2, 0.4, 0.3), "mixed"), ((0.3,), "one value")])
+def test_c2_summary_follows_alpha_after_in_increasing_n0(alphas, trend):
     """``alphas`` in increasing n0; the rows arrive in reverse order."""
     by_n0 = list(zip((512, 2048, 8192), alphas))
     rows = [after_row("mlp", n0, alpha) for n0, alpha in reversed(by_n0)] + ROWS
-    (row,) = after_kernel_trend(leaderboard_frame(rows)).to_dict("records")
+    frame = leaderboard_frame(rows)
+    ((_, table),) = get_claim("C2").summaries(frame[frame["claim"] == "C2"])
+    (row,) = table.to_dict("records")
     assert (row["case"], row["metric"], row["trend"]) == ("mlp/mnist1d", "test_mse", trend)
-    assert row["α_after by n0 [CI]"] == "; ".join(
+    assert row["α_b by n0 [CI]"] == "; ".join(
         f"{n0}: {a:.3f} [{a - 0.05:.3f}, {a + 0.05:.3f}]" for n0, a in by_n0)
 
 
-def test_after_kernel_trend_is_printed_under_the_table_only_with_c2_rows():
+def test_a_claims_summary_is_printed_under_the_table_only_with_its_rows():
     rows = [after_row("mlp", 512, 0.2), after_row("mlp", 2048, 0.3), after_row("cnn1d", 512, 0.5)]
     text = format_leaderboard(leaderboard_frame(rows + ROWS))
-    assert "α_after by pre-training size n0" in text.split("\n\n")[-1]
+    assert "C2 secondary finding (reported, not required): α_b, the exponent of curve entk_after, by n0" in \
+        text.split("\n\n")[-1]
     assert "| mlp/mnist1d   | test_mse | grows" in text
-    assert "| cnn1d/mnist1d | test_mse | one n0" in text
-    assert "α_after" not in format_leaderboard(leaderboard_frame(ROWS))
+    assert "| cnn1d/mnist1d | test_mse | one value" in text
+    assert "secondary finding" not in format_leaderboard(leaderboard_frame(ROWS))
 
 
 def test_an_experiment_is_cited_once_by_its_file_whoever_computed_it():

@@ -1,0 +1,91 @@
+"""Evolution claims: the eNTK keeps evolving along training (C3), measured against a lazy run.
+
+Each case's metric is a statistic of :mod:`ntkbench.travel`, relative to the run's own
+travel. It is computed per seed for the case's run and for the run of a reference control (a
+lazy network, whose kernel is frozen by design); the verdict is the t interval of the paired
+per-seed differences (case − reference) against the statistic's margin. The reference
+control's own metric, ``travel_ratio``, is its kernel's total travel over that of the run
+it calibrates (expected below its margin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from ntkbench.claims import Claim, SpecBuilder, register_claim, scaling_verdict
+from ntkbench.fit import t_interval
+from ntkbench.travel import STATISTICS, TooShortError, per_seed_statistics, statistic_window
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionClaim(Claim):
+    metrics: tuple[str, ...] = tuple(s for s in STATISTICS if s != "travel")
+    # δ per statistic, fixed in advance: a tenth of the run's travel (fractions, speed ratio),
+    # a 1% relative drop of the kernel's test loss, a tenth of the calibrated run's travel
+    margins: tuple[tuple[str, float], ...] = (
+        ("travel_ahead_25", 0.1), ("travel_ahead_50", 0.1), ("velocity_ratio", 0.1), ("cka_travel_ahead_25", 0.1),
+        ("kernel_improvement_mse", 0.01), ("kernel_improvement_error", 0.01), ("travel_ratio", 0.1))
+    primary: str = "travel_ahead_25"
+    reference: str = "C3:lazy"  # the control whose run is the frozen-kernel baseline
+    kind: str = "entk_evolution"  # the experiment kind that follows the kernel along training
+
+    def threshold(self, metric: str) -> float:
+        return dict(self.margins)[metric]
+
+    def tolerance(self, metric: str) -> float:
+        """Half the statistic's threshold."""
+        return self.threshold(metric) / 2
+
+    def compared(self, case) -> str:
+        """The setting of the run a case is compared with: the reference control's (a frozen
+        kernel), or, for that control itself, the case's own setting without it ("")."""
+        return "" if case.control == self.reference else self.reference
+
+    def experiments(self, case, spec: SpecBuilder) -> list:
+        return [spec(self.kind), spec(self.kind, control=self.compared(case))]
+
+    def evaluate(self, case, tier, results: list, cache) -> dict:
+        names = [f"{r.spec.arch} ({'lazy' if lazy else 'as trained'})"
+                 for r, lazy in zip(results, (bool(case.control), bool(self.compared(case))))]
+        try:
+            statistics = [per_seed_statistics(r.records) for r in results]
+        except TooShortError as exc:  # a tier without meaningful verdicts may train that briefly
+            if tier.verdicts:
+                raise
+            from ntkbench.experiments import NotApplicableError
+
+            raise NotApplicableError(f"{exc} (at the {tier.name} tier, which decides no verdicts)") from None
+        return evaluate_evolution(self, case.metric, *statistics, names)
+
+
+def evaluate_evolution(claim: EvolutionClaim, metric: str, own: pd.DataFrame, other: pd.DataFrame,
+                       names: tuple[str, str], level: float = 0.95) -> dict:
+    """Verdict of one statistic from per-seed statistics (:func:`ntkbench.travel.per_seed_statistics`)
+    of the case's run (``own``) and the run it is compared with (``other``), paired by seed:
+    ``travel_ratio`` is own travel / other travel, any other metric own − other."""
+    seeds = own.index.intersection(other.index)
+    if len(seeds) < 2:
+        raise ValueError(f"{metric}: the runs share {len(seeds)} seeds; a t interval needs two")
+    column = "travel" if metric == "travel_ratio" else metric
+    a, b = own.loc[seeds, column].to_numpy(float), other.loc[seeds, column].to_numpy(float)
+    values = a / b if metric == "travel_ratio" else a - b
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{metric} is undefined for these checkpoints (a loss or a travel of zero)")
+    mean, low, high = t_interval(values, level)
+    threshold = claim.threshold(metric)
+    (alpha_a, *ci_a), (alpha_b, *ci_b) = t_interval(a, level), t_interval(b, level)
+    window = statistic_window(column)
+    return {
+        "verdict": scaling_verdict((low, high), threshold),
+        "expected": claim.expected, "margin": threshold, "tolerance": claim.tolerance(metric),
+        "curve_a": names[0], "alpha_a": alpha_a, "alpha_a_lo": ci_a[0], "alpha_a_hi": ci_a[1],
+        "curve_b": names[1], "alpha_b": alpha_b, "alpha_b_lo": ci_b[0], "alpha_b_hi": ci_b[1],
+        "gap": mean, "gap_lo": low, "gap_hi": high, "window_lo": window[0], "window_hi": window[1],
+        "method": "of training", "points": len(seeds), "seeds": len(seeds),
+    }
+
+
+register_claim(EvolutionClaim("C3", "the eNTK keeps evolving through most of training"))

@@ -1,0 +1,47 @@
+"""Evolution claims: C3's verdict from per-seed statistics, paired with the lazy run."""
+
+import numpy as np
+import pytest
+
+from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, get_claim
+from ntkbench.evolution_claims import evaluate_evolution
+
+C3 = get_claim("C3")
+
+
+def statistics(values: dict[str, list[float]]):
+    import pandas as pd
+
+    return pd.DataFrame(values, index=range(len(next(iter(values.values())))))
+
+
+@pytest.mark.parametrize("own, verdict", [
+    pytest.param([0.70, 0.72, 0.68, 0.71, 0.69], HOLDS, id="more-travel-ahead-than-lazy"),
+    pytest.param([0.31, 0.29, 0.30, 0.32, 0.28], DOES_NOT_HOLD, id="as-frozen-as-lazy"),
+    pytest.param([0.2, 0.6, 0.3, 0.7, 0.4], INCONCLUSIVE, id="noisy"),
+])
+def test_evolution_verdict_is_the_paired_difference_with_the_lazy_run(own, verdict):
+    lazy = statistics({"travel_ahead_25": [0.30] * 5})
+    row = evaluate_evolution(C3, "travel_ahead_25", statistics({"travel_ahead_25": own}), lazy, ("mlp", "lazy"))
+    assert row["verdict"] == verdict
+    assert row["gap"] == pytest.approx(np.mean(own) - 0.30) and row["margin"] == 0.1
+    assert (row["alpha_a"], row["alpha_b"]) == (pytest.approx(np.mean(own)), pytest.approx(0.30))
+    assert (row["window_lo"], row["window_hi"], row["seeds"]) == (0.25, 1.0, 5)
+
+
+def test_travel_ratio_of_the_lazy_control():
+    lazy, trained = statistics({"travel": [0.01, 0.012, 0.011]}), statistics({"travel": [0.5, 0.6, 0.55]})
+    row = evaluate_evolution(C3, "travel_ratio", lazy, trained, ("lazy", "mlp"))
+    assert row["gap"] == pytest.approx(np.mean([0.02, 0.02, 0.02]))
+    assert row["verdict"] == DOES_NOT_HOLD  # under a tenth of the trained network's travel
+
+
+def test_undefined_statistic_is_an_error_not_a_verdict():
+    undefined = statistics({"kernel_improvement_mse": [np.nan, np.nan]})
+    with pytest.raises(ValueError, match="kernel_improvement_mse is undefined"):
+        evaluate_evolution(C3, "kernel_improvement_mse", undefined, undefined, ("a", "b"))
+    with pytest.raises(ValueError, match="share 1 seeds"):
+        evaluate_evolution(C3, "travel_ahead_25", statistics({"travel_ahead_25": [0.5]}),
+                           statistics({"travel_ahead_25": [0.5]}), ("a", "b"))
+
+
