@@ -233,3 +233,25 @@ def test_host_threads_share_the_cores_among_xdist_workers(monkeypatch, workers, 
     else:
         monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", workers)
     assert ntkbench.train.host_threads() == expected
+
+
+@pytest.mark.parametrize("count, pieces", [(1, [1]), (13, [8, 4, 1]), (20, [16, 4]), (64, [64])])
+def test_chunks_are_scanned_in_power_of_two_pieces(count, pieces):
+    from ntkbench.train import power_of_two_pieces
+
+    assert power_of_two_pieces(count) == pieces and sum(pieces) == count
+
+
+def test_training_sizes_share_one_compiled_step(problem):
+    """Minibatches are gathered on the host: a second training size compiles nothing new."""
+    from ntkbench.train import _compiled
+
+    config = TrainConfig(max_steps=12, eval_every=4, batch_size=8)
+    train(problem.model, problem.params, 0, problem.x[:16], problem.y[:16], problem.x, problem.y, config,
+          scanned=True)
+    steps = _compiled(problem.model, config, False, True)[0]
+    compiled = [cell.cell_contents for cell in steps.__closure__ if hasattr(cell.cell_contents, "_cache_size")]
+    before = [f._cache_size() for f in compiled]
+    train(problem.model, problem.params, 0, problem.x[:24], problem.y[:24], problem.x, problem.y, config,
+          scanned=True)
+    assert compiled and [f._cache_size() for f in compiled] == before
