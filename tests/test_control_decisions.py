@@ -1,5 +1,6 @@
-"""Controls decide by equivalence: the gap's CI inside ±δ and, where asked, agreement in
-function space; anything else (including "inconclusive") is not the expected verdict."""
+"""ntkbench.controls (named apart from benchmarks/test_controls.py): controls decide by
+equivalence, the gap's CI inside ±δ and, where asked, agreement in function space; anything
+else (including "inconclusive") is not the expected verdict."""
 
 import pytest
 
