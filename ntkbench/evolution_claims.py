@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ntkbench.claims import Claim, SpecBuilder, register_claim, scaling_verdict
+from ntkbench.claims import Claim, SpecBuilder, register_claim, scaling_verdict, with_ci
 from ntkbench.fit import t_interval
 from ntkbench.travel import STATISTICS, TooShortError, per_seed_statistics, statistic_window
 
@@ -59,6 +59,20 @@ class EvolutionClaim(Claim):
 
             raise NotApplicableError(f"{exc} (at the {tier.name} tier, which decides no verdicts)") from None
         return evaluate_evolution(self, case.metric, *statistics, names)
+
+
+    def summaries(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+        """Every statistic of each case's run beside the reference run's, with their paired
+        difference and the verdict (the numbers of the rows, read across)."""
+        measured = rows[rows["alpha_a"].notna()] if "alpha_a" in rows else rows.iloc[:0]
+        order = {metric: i for i, metric in enumerate(self.metrics)}
+        table = [{"case": r["case"], "statistic": r["metric"], "run [CI]": with_ci(r["alpha_a"], r["alpha_a_lo"], r["alpha_a_hi"]),
+                  "reference run [CI]": with_ci(r["alpha_b"], r["alpha_b_lo"], r["alpha_b_hi"]),
+                  "difference [CI]": with_ci(r["gap"], r["gap_lo"], r["gap_hi"]), "δ": f"{r['margin']:g}",
+                  "verdict": r["verdict"]}
+                 for r in sorted(measured.to_dict("records"), key=lambda r: (r["case"], order.get(r["metric"], 99)))]
+        title = f"{self.id}: each statistic of the run beside the {self.reference} run's (paired by seed)"
+        return [(title, pd.DataFrame(table))] if table else []
 
 
 def evaluate_evolution(claim: EvolutionClaim, metric: str, own: pd.DataFrame, other: pd.DataFrame,

@@ -45,3 +45,20 @@ def test_undefined_statistic_is_an_error_not_a_verdict():
                            statistics({"travel_ahead_25": [0.5]}), ("a", "b"))
 
 
+
+
+def test_the_summary_sets_each_statistic_beside_the_lazy_runs():
+    import pandas as pd
+
+    own = statistics({"travel_ahead_25": [0.70, 0.72, 0.68], "velocity_ratio": [0.5, 0.6, 0.55]})
+    lazy = statistics({"travel_ahead_25": [0.30] * 3, "velocity_ratio": [0.6, 0.6, 0.6]})
+    rows = pd.DataFrame([{"case": "mlp/mnist1d", "metric": metric,
+                          **evaluate_evolution(C3, metric, own, lazy, ("mlp (as trained)", "mlp (lazy)"))}
+                         for metric in ("velocity_ratio", "travel_ahead_25")])
+    ((title, table),) = C3.summaries(rows)
+    assert "C3:lazy" in title
+    assert table["statistic"].tolist() == ["travel_ahead_25", "velocity_ratio"]  # in the claim's order
+    first = table.iloc[0]
+    assert first["run [CI]"].startswith("0.700 [") and first["reference run [CI]"].startswith("0.300 [")
+    assert first["difference [CI]"].startswith("0.400 [") and first["verdict"] == HOLDS
+    assert C3.summaries(rows.iloc[:0]) == []
