@@ -140,8 +140,7 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
     runs, many = len(params), len(params) > 1
     n = int(np.shape(xs[0])[0])
     stack = (lambda arrays: jnp.stack([jnp.asarray(a) for a in arrays])) if many else (lambda a: jnp.asarray(a[0]))
-    x, y, y_val = stack(xs), stack(ys), stack(y_vals)
-    x_val = jnp.asarray(x_val)
+    y_val, x_val = stack(y_vals), jnp.asarray(x_val)
     # minibatches are gathered on the host, so that the compiled steps see (steps, [runs,]
     # batch, …) arrays whatever n is: one compile per batch shape, not per training size
     x_host, y_host = (np.stack([np.asarray(a) for a in arrays]) for arrays in (xs, ys))
@@ -150,7 +149,7 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
     # (the training sets are shuffled, so a prefix is a random subset): evaluating all n
     # every few steps would cost as much as the training
     watched = min(n, int(x_val.shape[0]))
-    x_watch, y_watch = x[..., :watched, :], y[..., :watched, :]
+    x_watch, y_watch = stack([a[:watched] for a in xs]), stack([a[:watched] for a in ys])
     p = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params) if many else params[0]
     steps, evaluate, init_state = _compiled(model, config, many, scanned)
     opt_state = init_state(p)
