@@ -44,6 +44,8 @@ def test_it_is_the_first_order_expansion(model_and_params):
 def test_the_expansion_point_takes_no_gradient(model_and_params):
     _, linear, x = model_and_params
     params = linear.init(jax.random.PRNGKey(0), x[:1])
+    # away from θ0, where an expansion point that took gradients would get J'(θ − θ0) ≠ 0
+    params = {"at": params["at"], "params": jax.tree.map(lambda p: p + 0.1, params["params"])}
     grads = jax.grad(lambda q: jnp.sum(linear.apply(q, x) ** 2))(params)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads["at"]))
     assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads["params"]))
