@@ -79,6 +79,9 @@ def _same_inputs(arch: str, dataset: str) -> bool:
 def experiment_spec(kind: str, case: Case, tier: Tier, swept: bool = False) -> ExperimentSpec:
     """The experiment of ``kind`` a case needs; ``swept``: apply the case's variant."""
     experiment = get_kind(kind)
+    if (case.arch, kind) in tier.deferred:
+        raise NotApplicableError(f"{experiment.label} of {case.arch} is not run at the {tier.name} tier, for its cost "
+                                 f"(--ntkbench-set \"deferred=()\" runs it)")
     control = CONTROLS[case.control] if case.control else None
     tier = control.tier(tier) if control else tier
     settings = dict(case.variant).get("set")

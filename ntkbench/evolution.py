@@ -2,10 +2,12 @@
 
 The network trained on n0 points is read back at its checkpoints (log-spaced early ones,
 and eight evenly spaced in learning-rate time up to its best validation step: its useful
-training). At each checkpoint the eNTK is computed on the seed's n0 training points, the
-validation and the test points; a record holds the angles between its kernel on the probe
-set (the first test points) and every other checkpoint's, plain and centred (CKA), and the
-test loss of kernel regression with that kernel alone (no offset).
+training). At each checkpoint a record holds the angles between its eNTK on the probe set
+(the first test points) and every other checkpoint's, plain and centred (CKA). At the
+checkpoints nearest to k/8 of the training time (those the statistics of
+:mod:`ntkbench.travel` read) the eNTK is also computed on the seed's n0 training points, the
+validation and the test points, and the record holds the test loss of kernel regression
+with that kernel alone (no offset); elsewhere those losses are NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ntkbench.kernels import entk_gram, kernel_angle, kernel_distance
 from ntkbench.regression import fit_ridge
 from ntkbench.runners import evaluate, trained_params
 from ntkbench.train_config import learning_rate_time
+from ntkbench.travel import TooShortError, even_checkpoints
 
 PROBE_SIZE = 256  # held-out inputs (the first test points) on which kernels are compared
 
@@ -31,17 +34,27 @@ def run_entk_evolution_seed(ctx: Context, seed: int) -> list[dict]:
     probe = slice(n + spec.n_val, n + spec.n_val + min(PROBE_SIZE, spec.n_test))
     zero = np.zeros((len(rows), d.num_outputs))
     checkpoints = sorted(trained_params(ctx, seed, n, checkpoints=True).items())
-    times = learning_rate_time(spec.train, [step for step, _ in checkpoints])
+    steps = np.array([step for step, _ in checkpoints])
+    times = learning_rate_time(spec.train, steps)
+    try:
+        regressed = set(even_checkpoints(steps, times).tolist())
+    except TooShortError:  # the statistics will say so; every checkpoint is regressed for the record
+        regressed = set(range(len(checkpoints)))
     records, probes = [], []
-    for (step, params), time in zip(checkpoints, times):
-        gram = entk_gram(ctx.model, params, x_all, precision=spec.entk_precision,
-                         description=f"eNTK {spec.arch} seed {seed} step {step}")
-        fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], ctx.targets(seed)[:n], d.targets_val,
-                        zero[:n], zero[val], zero[test], spec.ridge_grid)
-        probes.append(gram[probe, probe])
-        records.append({"seed": seed, "n": n, "step": step, "time": float(time),
-                        "epoch": step * min(spec.train.batch_size, n) / n,
-                        **{f"kernel_{k}": v for k, v in evaluate(fit.test_predictions, d).items()}})
+    for i, ((step, params), time) in enumerate(zip(checkpoints, times)):
+        record = {"seed": seed, "n": n, "step": int(step), "time": float(time),
+                  "epoch": step * min(spec.train.batch_size, n) / n}
+        description = f"eNTK {spec.arch} seed {seed} step {step}"
+        # the probe kernels are all computed alike, so that their angles compare like with like
+        probes.append(entk_gram(ctx.model, params, x_all[probe], precision=spec.entk_precision,
+                                description=f"{description} (probe)"))
+        losses = dict.fromkeys(evaluate(zero[test], d), float("nan"))
+        if i in regressed:
+            gram = entk_gram(ctx.model, params, x_all, precision=spec.entk_precision, description=description)
+            fit = fit_ridge(gram[:n, :n], gram[val, :n], gram[test, :n], ctx.targets(seed)[:n], d.targets_val,
+                            zero[:n], zero[val], zero[test], spec.ridge_grid)
+            losses = evaluate(fit.test_predictions, d)
+        records.append({**record, **{f"kernel_{k}": v for k, v in losses.items()}})
     for record, kernel in zip(records, probes):
         record["distance_from_init"] = kernel_distance(probes[0], kernel)
         record["angle_to"] = [kernel_angle(kernel, other) for other in probes]

@@ -1,11 +1,24 @@
-"""Evolution claims: the eNTK keeps evolving along training (C3), measured against a lazy run.
+"""Evolution claims: the eNTK keeps evolving through most of training (C3), measured against
+a lazy run.
 
-Each case's metric is a statistic of :mod:`ntkbench.travel`, relative to the run's own
-travel. It is computed per seed for the case's run and for the run of a reference control (a
-lazy network, whose kernel is frozen by design); the verdict is the t interval of the paired
-per-seed differences (case − reference) against the statistic's margin. The reference
-control's own metric, ``travel_ratio``, is its kernel's total travel over that of the run
-it calibrates (expected below its margin).
+Each case's metric is a statistic of :mod:`ntkbench.travel`, computed per seed for the
+case's run and for the run of a reference control (a lazy network, whose kernel is frozen
+by design), paired by seed, with a t interval against the statistic's margin:
+
+* ``late_travel_ratio`` (primary): the angle the case's kernel travels after the first
+  quarter of its training over the angle the lazy kernel travels in all of its training.
+  The claim holds when it exceeds 10: after the first quarter the kernel still moves ten
+  times as far as a lazy kernel does at all, the same factor by which the lazy control must
+  be frozen relative to a trained network. A kernel that freezes early has a small late
+  travel; a kernel that barely moves (near-lazy training) has a small one too.
+* the shape statistics (the fraction of the run's own travel still ahead after 25% / 50% of
+  training, the late over early angular speed, the CKA fraction) and the kernel-at-t loss
+  drops: the case's minus the lazy run's. Relative to the run's own travel, they say when a
+  kernel moves, not whether it moves more than a lazy one (a lazy kernel moves a little,
+  at an even pace); they are secondary.
+
+The reference control's own metric, ``travel_ratio``, is its kernel's total travel over that
+of the run it calibrates (expected below 0.1).
 """
 
 from __future__ import annotations
@@ -20,15 +33,21 @@ from ntkbench.fit import t_interval
 from ntkbench.travel import STATISTICS, TooShortError, per_seed_statistics, statistic_window
 
 
+#: ratio metrics: (statistic of the run, statistic of the run it is compared with)
+RATIOS = {"travel_ratio": ("travel", "travel"), "late_travel_ratio": ("late_travel", "travel")}
+
+
 @dataclasses.dataclass(frozen=True)
 class EvolutionClaim(Claim):
-    metrics: tuple[str, ...] = tuple(s for s in STATISTICS if s != "travel")
-    # δ per statistic, fixed in advance: a tenth of the run's travel (fractions, speed ratio),
-    # a 1% relative drop of the kernel's test loss, a tenth of the calibrated run's travel
+    metrics: tuple[str, ...] = ("late_travel_ratio", *(s for s in STATISTICS if s not in ("travel", "late_travel")))
+    # δ per statistic: ten times the lazy run's travel (the lazy control's factor), a tenth of
+    # the run's travel (fractions, speed ratio), a 1% relative drop of the kernel's test
+    # loss, a tenth of the calibrated run's travel
     margins: tuple[tuple[str, float], ...] = (
-        ("travel_ahead_25", 0.1), ("travel_ahead_50", 0.1), ("velocity_ratio", 0.1), ("cka_travel_ahead_25", 0.1),
-        ("kernel_improvement_mse", 0.01), ("kernel_improvement_error", 0.01), ("travel_ratio", 0.1))
-    primary: str = "travel_ahead_25"
+        ("late_travel_ratio", 10.0), ("travel_ahead_25", 0.1), ("travel_ahead_50", 0.1), ("velocity_ratio", 0.1),
+        ("cka_travel_ahead_25", 0.1), ("kernel_improvement_mse", 0.01), ("kernel_improvement_error", 0.01),
+        ("travel_ratio", 0.1))
+    primary: str = "late_travel_ratio"
     reference: str = "C3:lazy"  # the control whose run is the frozen-kernel baseline
     kind: str = "entk_evolution"  # the experiment kind that follows the kernel along training
 
@@ -63,12 +82,12 @@ class EvolutionClaim(Claim):
 
     def summaries(self, rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         """Every statistic of each case's run beside the reference run's, with their paired
-        difference and the verdict (the numbers of the rows, read across)."""
+        difference (or ratio) and the verdict (the numbers of the rows, read across)."""
         measured = rows[rows["alpha_a"].notna()] if "alpha_a" in rows else rows.iloc[:0]
         order = {metric: i for i, metric in enumerate(self.metrics)}
         table = [{"case": r["case"], "statistic": r["metric"], "run [CI]": with_ci(r["alpha_a"], r["alpha_a_lo"], r["alpha_a_hi"]),
                   "reference run [CI]": with_ci(r["alpha_b"], r["alpha_b_lo"], r["alpha_b_hi"]),
-                  "difference [CI]": with_ci(r["gap"], r["gap_lo"], r["gap_hi"]), "δ": f"{r['margin']:g}",
+                  "difference or ratio [CI]": with_ci(r["gap"], r["gap_lo"], r["gap_hi"]), "δ": f"{r['margin']:g}",
                   "verdict": r["verdict"]}
                  for r in sorted(measured.to_dict("records"), key=lambda r: (r["case"], order.get(r["metric"], 99)))]
         title = f"{self.id}: each statistic of the run beside the {self.reference} run's (paired by seed)"
@@ -79,13 +98,14 @@ def evaluate_evolution(claim: EvolutionClaim, metric: str, own: pd.DataFrame, ot
                        names: tuple[str, str], level: float = 0.95) -> dict:
     """Verdict of one statistic from per-seed statistics (:func:`ntkbench.travel.per_seed_statistics`)
     of the case's run (``own``) and the run it is compared with (``other``), paired by seed:
-    ``travel_ratio`` is own travel / other travel, any other metric own − other."""
+    a ratio metric (:data:`RATIOS`) is a statistic of own over one of other, any other metric
+    own − other."""
     seeds = own.index.intersection(other.index)
     if len(seeds) < 2:
         raise ValueError(f"{metric}: the runs share {len(seeds)} seeds; a t interval needs two")
-    column = "travel" if metric == "travel_ratio" else metric
-    a, b = own.loc[seeds, column].to_numpy(float), other.loc[seeds, column].to_numpy(float)
-    values = a / b if metric == "travel_ratio" else a - b
+    column, other_column = RATIOS.get(metric, (metric, metric))
+    a, b = own.loc[seeds, column].to_numpy(float), other.loc[seeds, other_column].to_numpy(float)
+    values = a / b if metric in RATIOS else a - b
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{metric} is undefined for these checkpoints (a loss or a travel of zero)")
     mean, low, high = t_interval(values, level)

@@ -32,7 +32,8 @@ from ntkbench.train_config import TrainConfig
 #: ``uncentred``: the network as is, and eNTK regression offset by the network's output.
 CONVENTIONS = ("centred", "uncentred")
 
-SCHEMA_VERSION = 4  # bumped when computed numbers change (4: stored predictions, C3 angles)
+SCHEMA_VERSION = 5  # bumped when computed numbers change (4: stored predictions, C3 angles; 5: probe kernels
+# computed on their own, kernel-at-t regression at the even checkpoints only)
 
 
 class NotApplicableError(Exception):

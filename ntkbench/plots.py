@@ -110,7 +110,8 @@ def _evolution_figure(path: str, directory: Path) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for ax, (column, title) in zip(axes, panels):
         for seed, run in records.sort_values("step").groupby("seed"):
-            ax.plot(run["time"] / run["time"].max(), run[column].astype(float), "o-", label=f"seed {seed}")
+            shown = run[run[column].notna()]  # kernel regression runs at the even checkpoints only
+            ax.plot(shown["time"] / run["time"].max(), shown[column].astype(float), "o-", label=f"seed {seed}")
         ax.set(xlabel="fraction of training (learning-rate time)", title=title)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"eNTK evolution: {spec['arch']}/{spec['dataset']}, n={spec['n0']}")

@@ -36,6 +36,9 @@ class Tier:
     entk_precision: str = "float32"  # eNTK matrix products: float32, tf32 or bf16 (see ntkbench.gram_engines)
     convention: str = "centred"  # how every curve predicts (ntkbench.experiments.CONVENTIONS)
     pool_factor: int = 2  # each seed draws its training sets from a pool of pool_factor × max(n_grid)
+    # (architecture, experiment kind) pairs the tier leaves out for their cost: the cases that
+    # need one are "not applicable" there (``--ntkbench-set "deferred=()"`` runs them)
+    deferred: tuple[tuple[str, str], ...] = ()
     # whether the tier's verdicts mean anything: where they do not (smoke: the machinery only),
     # verdicts are reported but controls and unexpected verdicts do not fail a case
     verdicts: bool = True
@@ -53,6 +56,8 @@ class Tier:
         for name in ("n_val", "n_test", "pool_factor"):
             if not (_is_int(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in self.deferred):
+            raise ValueError(f"deferred must be (architecture, experiment kind) pairs, got {self.deferred!r}")
 
     def with_overrides(self, assignments: list[str]) -> "Tier":
         """Apply ``KEY=VALUE`` overrides: a TrainConfig field (``learning_rate=0.1``), a tier
@@ -105,8 +110,11 @@ TIERS = {
                   train=TrainConfig(max_steps=2000, eval_every=10, patience=100),
                   after_n0=(16,), evolution_n=128, robustness=(("mlp", SGD),), verdicts=False),
     "small": Tier("small", n_grid=(128, 256, 512, 1024, 2048, 4096), n_val=512, n_test=1024,
-                  seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=500),
-                  after_n0=(512,), evolution_n=512, robustness=SMALL_ROBUSTNESS),
+                  seeds=(0, 1, 2, 3, 4), train=TrainConfig(max_steps=20000, eval_every=20, patience=200, patience_epochs=10),
+                  after_n0=(512,), evolution_n=512, robustness=SMALL_ROBUSTNESS,
+                  # for the 10-minute budget on 2 cores: the 1-D CNN at width 16 (its network
+                  # curve and Grams cost ~half of width 32's) and without its NTK(∞) (~2.5 minutes)
+                  arch_kwargs={"cnn1d": {"width": 16}}, deferred=(("cnn1d", "ntk_inf"),)),
     "paper": Tier("paper", n_grid=(128, 256, 512, 1024, 2048, 4096, 8192, 16384), n_val=1024,
                   n_test=4096, seeds=(0, 1, 2, 3, 4),
                   train=TrainConfig(max_steps=50000, eval_every=50, patience=1000, patience_epochs=20),

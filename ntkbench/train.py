@@ -3,8 +3,12 @@
 Loss is the mean over samples of the squared error summed over outputs (MSE on centred
 one-hot targets for classification). The parameters returned for each run are those with
 the lowest validation loss (early stopping on the validation split, the counterpart of the
-kernel's ridge selected on the same split); the budget rule is in
-:mod:`ntkbench.train_config`.
+kernel's ridge selected on the same split), the initial parameters (step 0) included: a run
+that never beats its starting point on validation keeps it, as a kernel whose best ridge is
+the largest keeps close to its offset. (In the centred convention step 0 is the zero
+function, the trivial predictor; without it, a run whose first steps overshoot keeps a
+point worse than trivial, and its curve falls faster than anything it learned.) The budget
+rule is in :mod:`ntkbench.train_config`.
 
 Minibatches: each epoch is one permutation of the training points, drawn on the host from
 the run's seed and cut into batches (sampling without replacement within an epoch, at no
@@ -160,6 +164,9 @@ def _train_group(model, params, seeds, xs, ys, x_val, y_vals, config, descriptio
     if 0 in keep:
         for i, tracker in enumerate(trackers):
             tracker.kept[0] = params[i]
+    losses = np.asarray(evaluate(p, x_watch, y_watch, x_val, y_val), dtype=np.float64).reshape(2, runs)
+    for i, tracker in enumerate(trackers):  # step 0: the initial parameters are a candidate too
+        tracker.record(0, losses[0, i], losses[1, i], lambda i=i: params[i])
     done = 0
     progress = tqdm(total=config.max_steps, desc=description, leave=False, disable=None)
     for end in chunk_ends(config):

@@ -12,7 +12,8 @@ run's own travel, measured on the checkpoints nearest to k/8 of its training tim
 * ``cka_travel_ahead_25`` — ``travel_ahead_25`` of the centred kernels (CKA angles);
 * ``kernel_improvement_mse`` / ``kernel_improvement_error`` — relative drop of the test
   loss of regression with the kernel taken at t, from half-way to the end;
-* ``travel`` — the angle between the kernels at initialisation and at the end.
+* ``travel`` — the angle between the kernels at initialisation and at the end;
+* ``late_travel`` — the angular path length after the first quarter of training (radians).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ EIGHTHS = 8
 class TooShortError(ValueError):
     """A run's useful training has too few checkpoints to resolve eighths of it."""
 STATISTICS = ("travel_ahead_25", "travel_ahead_50", "velocity_ratio", "cka_travel_ahead_25",
-              "kernel_improvement_mse", "kernel_improvement_error", "travel")
+              "kernel_improvement_mse", "kernel_improvement_error", "travel", "late_travel")
 
 
 def even_checkpoints(steps: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def run_statistics(run: pd.DataFrame) -> dict[str, float]:
             "cka_travel_ahead_25": centred[2:].sum() / centred.sum(),
             "kernel_improvement_mse": improvement("kernel_test_mse"),
             "kernel_improvement_error": improvement("kernel_test_error"),
-            "travel": float(np.array(run["angle_to"].iloc[0], dtype=float)[end])}
+            "travel": float(np.array(run["angle_to"].iloc[0], dtype=float)[end]), "late_travel": float(steps[2:].sum())}
 
 
 def per_seed_statistics(records: pd.DataFrame) -> pd.DataFrame:
@@ -73,5 +74,6 @@ def per_seed_statistics(records: pd.DataFrame) -> pd.DataFrame:
 def statistic_window(statistic: str) -> tuple[float, float]:
     """The part of training (fractions of its learning-rate time) a statistic looks at."""
     return {"travel_ahead_25": (0.25, 1.0), "cka_travel_ahead_25": (0.25, 1.0), "travel_ahead_50": (0.5, 1.0),
+            "late_travel": (0.25, 1.0),
             "velocity_ratio": (0.75, 1.0), "kernel_improvement_mse": (0.5, 1.0),
             "kernel_improvement_error": (0.5, 1.0)}.get(statistic, (0.0, 1.0))

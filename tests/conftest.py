@@ -15,8 +15,8 @@ import pytest
 from ntkbench.storage import CACHE_ENV
 
 # Tier overrides that shrink the smoke tier to a couple of seconds per experiment.
-TINY_SETTINGS = ("n_grid=(8,16,24,32)", "n_val=16", "n_test=32", "seeds=(0,1)", "max_steps=400",
-                 "eval_every=5", "patience=40", "after_n0=(8,)", "mlp.width=16")
+TINY_SETTINGS = ("n_grid=(64,128,192,256)", "n_val=64", "n_test=64", "seeds=(0,1)", "max_steps=400",
+                 "eval_every=5", "patience=40", "after_n0=(64,)", "mlp.width=16")
 
 
 @pytest.fixture(autouse=True)

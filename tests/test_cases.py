@@ -98,7 +98,7 @@ def test_run_case_returns_a_complete_row(tiny_run, metric, tiny_tier):
     for field in NUMERIC:
         assert isinstance(row[field], int | float) and math.isfinite(row[field]), field
     assert row["alpha_a_lo"] <= row["alpha_a_hi"] and row["gap_lo"] <= row["gap_hi"]
-    assert (row["window_lo"], row["window_hi"]) == (8, 32)
+    assert (row["window_lo"], row["window_hi"]) == (64, 256)
     nn_source, entk_source = row["sources"]
     assert nn_source["label"].startswith("nn:mlp/mnist1d@") and entk_source["label"].startswith("entk_init:mlp/mnist1d@")
     assert row["source_paths"] == [nn_source["path"], entk_source["path"]]

@@ -26,7 +26,7 @@ def test_each_failed_run_is_named(changes, failure):
 
 def test_a_network_that_cannot_learn_makes_its_case_an_error(tiny_tier, cache_dir):
     tier = tiny_tier.with_overrides(["learning_rate=1e-7"])
-    with pytest.raises(NotConvergedError, match=r"^nn:mlp/mnist1d@\w+: n=8 seed 0 did not learn "
+    with pytest.raises(NotConvergedError, match=r"^nn:mlp/mnist1d@\w+: n=64 seed 0 did not learn "
                                                 r"\(train MSE .* vs trivial .*\) \(and 7 more runs\)$"):
         run_case(Case("C1", "mlp", "mnist1d", "test_mse"), tier, ExperimentCache())
 

@@ -36,6 +36,22 @@ def test_travel_ratio_of_the_lazy_control():
     assert row["verdict"] == DOES_NOT_HOLD  # under a tenth of the trained network's travel
 
 
+@pytest.mark.parametrize("late, verdict", [
+    pytest.param([0.30, 0.25, 0.28, 0.32, 0.27], HOLDS, id="late-travel-far-beyond-the-lazy-kernels"),
+    pytest.param([0.02, 0.03, 0.025, 0.02, 0.03], DOES_NOT_HOLD, id="near-lazy"),
+    pytest.param([0.05, 0.3, 0.1, 0.4, 0.02], INCONCLUSIVE, id="noisy"),
+])
+def test_primary_verdict_is_late_travel_over_the_lazy_kernels_whole_travel(late, verdict):
+    assert C3.primary == "late_travel_ratio" and C3.metrics[0] == C3.primary
+    lazy = statistics({"travel": [0.010, 0.012, 0.011, 0.009, 0.010]})
+    row = evaluate_evolution(C3, "late_travel_ratio", statistics({"late_travel": late}), lazy, ("mlp", "lazy"))
+    ratios = np.array(late) / np.array([0.010, 0.012, 0.011, 0.009, 0.010])
+    assert row["gap"] == pytest.approx(ratios.mean()) and row["margin"] == 10.0
+    assert row["verdict"] == verdict
+    assert (row["alpha_a"], row["alpha_b"]) == (pytest.approx(np.mean(late)), pytest.approx(0.0104))
+    assert (row["window_lo"], row["window_hi"]) == (0.25, 1.0)
+
+
 def test_undefined_statistic_is_an_error_not_a_verdict():
     undefined = statistics({"kernel_improvement_mse": [np.nan, np.nan]})
     with pytest.raises(ValueError, match="kernel_improvement_mse is undefined"):
@@ -60,5 +76,5 @@ def test_the_summary_sets_each_statistic_beside_the_lazy_runs():
     assert table["statistic"].tolist() == ["travel_ahead_25", "velocity_ratio"]  # in the claim's order
     first = table.iloc[0]
     assert first["run [CI]"].startswith("0.700 [") and first["reference run [CI]"].startswith("0.300 [")
-    assert first["difference [CI]"].startswith("0.400 [") and first["verdict"] == HOLDS
+    assert first["difference or ratio [CI]"].startswith("0.400 [") and first["verdict"] == HOLDS
     assert C3.summaries(rows.iloc[:0]) == []

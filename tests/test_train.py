@@ -66,7 +66,7 @@ def trained(problem):
 @pytest.mark.parametrize("optimizer", sorted(CONFIGS))
 def test_training_lowers_the_loss(problem, trained, optimizer):
     config, result = CONFIGS[optimizer], trained[optimizer]
-    early = [1, 2, 4, 8]  # evaluations before the first eval_every steps
+    early = [0, 1, 2, 4, 8]  # the start, and evaluations before the first eval_every steps
     assert [h["step"] for h in result.history] == [*early, *range(config.eval_every, config.max_steps + 1,
                                                                  config.eval_every)]
     assert problem.loss(result.params) < 0.5 * problem.loss(problem.params)
@@ -93,6 +93,18 @@ def test_returns_the_parameters_with_the_best_validation_loss_and_stops_after_pa
     assert result.last_step == max(val_losses) < config.max_steps  # stopped by patience, not the cap
     assert result.best_step + config.patience <= result.last_step < result.best_step + config.patience + 5
     assert not result.cut
+
+
+def test_a_run_that_never_beats_its_start_on_validation_keeps_its_initial_parameters(problem):
+    # validation targets equal to the initial outputs: step 0 is a perfect fit that no
+    # training step can beat, as the zero function is for a centred network that only overshoots
+    start = np.asarray(problem.model.apply(problem.params, problem.x))
+    config = dataclasses.replace(CONFIGS["adam"], max_steps=200, eval_every=5, patience=30)
+    result = problem.train(config, val_targets=start)
+    assert result.history[0] == {"step": 0, "train_loss": pytest.approx(problem.loss(problem.params)),
+                                 "val_loss": pytest.approx(0.0, abs=1e-12)}
+    assert result.best_step == 0 and result.last_step == 30 and not result.cut
+    assert jax.tree.all(jax.tree.map(np.array_equal, result.params, problem.params))
 
 
 def test_a_run_stopped_by_the_cap_while_still_improving_is_flagged_cut(problem):

@@ -30,6 +30,7 @@ def test_travel_fractions_are_those_of_the_path(power):
     assert stats["velocity_ratio"] == pytest.approx((1 - 0.75**power) / 0.25**power)
     assert stats["cka_travel_ahead_25"] == pytest.approx(1 - 0.25**power)
     assert stats["travel"] == pytest.approx(0.3)
+    assert stats["late_travel"] == pytest.approx(0.3 * (1 - 0.25**power))
     assert stats["kernel_improvement_mse"] == pytest.approx(0.2)
     assert stats["kernel_improvement_error"] == pytest.approx(0.2)
 
