@@ -13,7 +13,10 @@ run's own travel, measured on the checkpoints nearest to k/8 of its training tim
 * ``kernel_improvement_mse`` / ``kernel_improvement_error`` — relative drop of the test
   loss of regression with the kernel taken at t, from half-way to the end;
 * ``travel`` — the angle between the kernels at initialisation and at the end;
-* ``late_travel`` — the angular path length after the first quarter of training (radians).
+* ``late_travel`` — the angle between the kernels at a quarter of training and at the end:
+  how far the kernel still gets after the first quarter (a net displacement, like
+  ``travel``; the path length over the eighths is several times longer, mostly back and
+  forth, so it measures how much a kernel jitters as much as where it goes).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def run_statistics(run: pd.DataFrame) -> dict[str, float]:
     """Every statistic of one seed's checkpoint records (sorted by step)."""
     run = run.sort_values("step")
     indices = even_checkpoints(run["step"].to_numpy(int), run["time"].to_numpy(float))
-    steps = path_lengths(np.array(run["angle_to"].tolist(), dtype=float), indices)
+    angles = np.array(run["angle_to"].tolist(), dtype=float)
+    steps = path_lengths(angles, indices)
     centred = path_lengths(np.array(run["cka_angle_to"].tolist(), dtype=float), indices)
     half, end = indices[EIGHTHS // 2], indices[-1]
 
@@ -63,7 +67,7 @@ def run_statistics(run: pd.DataFrame) -> dict[str, float]:
             "cka_travel_ahead_25": centred[2:].sum() / centred.sum(),
             "kernel_improvement_mse": improvement("kernel_test_mse"),
             "kernel_improvement_error": improvement("kernel_test_error"),
-            "travel": float(np.array(run["angle_to"].iloc[0], dtype=float)[end]), "late_travel": float(steps[2:].sum())}
+            "travel": float(angles[indices[0], end]), "late_travel": float(angles[indices[2], end])}
 
 
 def per_seed_statistics(records: pd.DataFrame) -> pd.DataFrame:

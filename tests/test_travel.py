@@ -43,6 +43,17 @@ def test_statistics_do_not_depend_on_the_kernels_scale_or_on_extra_early_checkpo
             assert statistics[name] == pytest.approx(base[name])
 
 
+def test_late_travel_is_the_displacement_after_the_first_quarter_not_the_path():
+    # the kernel turns by 0.1 one way or back in each eighth after the first quarter, then ends
+    # 0.05 away from where it was at the quarter: it went far, but got only 0.05 further
+    steps = np.array(STEPS)
+    phi = np.interp(steps, [0, 200, 300, 400, 500, 600, 700, 800], [0, 0.2, 0.3, 0.2, 0.3, 0.2, 0.3, 0.25])
+    records = run_records(1.0).assign(angle_to=[list(np.abs(p - phi)) for p in phi])
+    stats = run_statistics(records)
+    assert stats["late_travel"] == pytest.approx(0.05) and stats["travel"] == pytest.approx(0.25)
+    assert stats["travel_ahead_25"] > 0.5  # the path statistics count the back and forth
+
+
 def test_even_checkpoints_pick_eighths_of_the_learning_rate_time():
     steps = np.array(STEPS)
     assert steps[even_checkpoints(steps, 0.001 * steps)].tolist() == [0, 100, 200, 300, 400, 500, 600, 700, 800]
