@@ -13,7 +13,7 @@ import itertools
 from ntkbench.cache import ExperimentCache
 from ntkbench.controls import CONTROLS
 from ntkbench.convergence import check_trained
-from ntkbench.claims import ERROR, get_claim
+from ntkbench.claims import CLAIMS, ERROR, get_claim
 from ntkbench.experiments import ExperimentSpec, NotApplicableError, get_kind
 from ntkbench.scaling_claims import function_distance
 from ntkbench.registry import ARCHITECTURES, DATASETS
@@ -70,6 +70,16 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
     return [Case(claim.id, a, d, m, v)
             for (a, d), m, v in itertools.product(pairs, claim.metrics, variants)
             if not v or v[0][0] != "set" or v[0][1][0] in ("*", a)]
+
+
+def defined_case_keys(tiers: list[Tier]) -> set[tuple[str, str, str]]:
+    """(claim, case, metric) of every case the registered claims and controls define at any
+    of ``tiers``: what a reference row may belong to."""
+    keys = set()
+    for tier in tiers:
+        cases = [case for claim in CLAIMS for case in cases_for(claim, tier=tier)] + control_cases()
+        keys.update((row["claim"], row["case"], row["metric"]) for row in (base_row(case, tier) for case in cases))
+    return keys
 
 
 def _same_inputs(arch: str, dataset: str) -> bool:

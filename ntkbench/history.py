@@ -17,14 +17,11 @@ from ntkbench.references import DRIFT, ReferenceTable, table_from_results
 KEY = ["claim", "case", "metric"]
 
 
-def history_frame(runs: list[Path]) -> pd.DataFrame:
-    """One row per (run, claim, case, metric), runs in store order, with ``drift``: whether
-    the case drifted from the latest earlier run of the same tier that had it."""
-    from ntkbench.outputs import load_results
-
+def history_frame(runs: list[tuple[Path, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per (run, claim, case, metric), runs (path, results) in store order, with
+    ``drift``: whether the case drifted from the latest earlier run of the same tier that had it."""
     frames, known = [], {}  # known: tier → {case key: its latest reference row}
-    for index, path in enumerate(runs):
-        frame = load_results(path)
+    for index, (path, frame) in enumerate(runs):
         meta = frame.attrs["metadata"]
         if frame.empty:
             continue
@@ -65,7 +62,7 @@ def _figure(group: pd.DataFrame, title: str) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def history_html(runs: list[Path]) -> str:
+def history_html(runs: list[tuple[Path, pd.DataFrame]]) -> str:
     """The page: the list of runs, a value table (a column per run) and one figure per case."""
     frame = history_frame(runs)
     parts = ["<h1>ntkbench history</h1>"]

@@ -52,11 +52,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the rows of cases that drifted or are new into the reference table")
     group.addoption("--ntkbench-regen-references", action="store_true",
                     help="rewrite the reference row of every case this run produced")
+    group.addoption("--ntkbench-prune-references", action="store_true",
+                    help="remove the reference rows of cases the suite no longer defines (deleted or renamed)")
     group.addoption("--ntkbench-fail-on", default="control", metavar="LIST",
                     help="comma-separated outcomes that fail a case besides errors: control (a control "
-                         "came out 'holds'), drift (reference drift or lost numbers), unexpected (a "
-                         "verdict other than the claim's expected one); 'none' for nothing "
-                         "(default: control)")
+                         "came out other than its expected verdict), drift (reference drift or lost "
+                         "numbers), new (no reference row), unexpected (a verdict other than the claim's "
+                         "expected one); 'none' for nothing (default: control)")
     group.addoption("--ntkbench-report", default=None, metavar="DIR",
                     help="write leaderboard.md, index.html and results.json to DIR")
     group.addoption("--ntkbench-save-run", action="store_true",

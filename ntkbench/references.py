@@ -182,13 +182,35 @@ class ReferenceTable:
 
     def write(self) -> None:
         """Replace the file atomically (rows sorted by claim, case and metric)."""
+        with locked(self.path):
+            self._replace()
+
+    def _replace(self) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
         writer.writeheader()
         for key in sorted(self.rows):
             writer.writerow({k: _cell(v) for k, v in self.rows[key].items()})
-        with locked(self.path):
-            atomic_write_bytes(self.path, buffer.getvalue().encode("utf-8"))
+        atomic_write_bytes(self.path, buffer.getvalue().encode("utf-8"))
+
+    def orphans(self, keys: set[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """The table's rows whose (claim, case, metric) is not among ``keys`` (every case the
+        suite defines): rows of deleted or renamed cases."""
+        return sorted(set(self.rows) - keys)
+
+
+def update_table(path: Path, rows: list[dict], mode: str | None, metadata: dict,
+                 prune: set[tuple[str, str, str]] = frozenset(), fresh: bool = False) -> tuple[ReferenceTable, int]:
+    """Read the table at ``path``, write the run's rows into it (``mode``: "update",
+    "regenerate" or None), drop the rows ``prune`` names and write it back, all under the
+    table's lock, so that concurrent writers never lose each other's rows; ``fresh``: start
+    from an empty table instead. Returns the table and the number of rows written."""
+    with locked(path):
+        base = ReferenceTable(Path(path), {}) if fresh else ReferenceTable.load(path)
+        merged, written = base.merged(rows, mode, metadata) if mode else (base, 0)
+        merged.rows = {key: row for key, row in merged.rows.items() if key not in prune}
+        merged._replace()
+    return merged, written
 
 
 def reference_row(row: dict, metadata: dict, tolerance: float = math.nan) -> dict:

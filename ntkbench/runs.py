@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from pathlib import Path
 
 from ntkbench.outputs import dumps, load_results
@@ -28,9 +29,36 @@ def save_run(directory: Path, document: dict) -> Path:
     return path
 
 
+RECORD_COLUMNS = ("claim", "case", "metric", "verdict")
+
+
 def list_runs(directory: Path) -> list[Path]:
     """Stored runs, oldest first (names start with the UTC date)."""
     return sorted(Path(directory).glob("*.json"))
+
+
+def load_run(path: Path):
+    """A stored run's results (``ntkbench.outputs.load_results``), checked: a record that is
+    not JSON, lacks results or lacks the columns every result has is a one-line ValueError
+    naming the file."""
+    frame = load_results(path)
+    missing = [column for column in RECORD_COLUMNS if column not in frame] if not frame.empty else []
+    if missing or not isinstance(frame.attrs["metadata"], dict) or "tier" not in frame.attrs["metadata"]:
+        what = f"results without {', '.join(missing)}" if missing else "no tier in its metadata"
+        raise ValueError(f"{path}: not an ntkbench run record ({what})")
+    return frame
+
+
+def readable_runs(directory: Path) -> list[tuple[Path, object]]:
+    """(path, results) of every stored run that can be read, oldest first; each one that
+    cannot is skipped with a warning naming it."""
+    readable = []
+    for path in list_runs(directory):
+        try:
+            readable.append((path, load_run(path)))
+        except ValueError as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+    return readable
 
 
 def find_run(directory: Path, ref: str) -> Path:
@@ -55,9 +83,8 @@ def find_run(directory: Path, ref: str) -> Path:
     return matches[0]
 
 
-def run_summary(path: Path) -> dict:
-    """One line of ``ntkbench runs``."""
-    frame = load_results(path)
+def run_summary(path: Path, frame) -> dict:
+    """One line of ``ntkbench runs``: the run at ``path``, its results ``frame``."""
     meta = frame.attrs["metadata"]
     counts = frame["verdict"].value_counts().to_dict() if not frame.empty else {}
     return {"run": path.stem, "date": meta.get("date"), "tier": meta.get("tier"),

@@ -16,7 +16,8 @@ from ntkbench.storage import DATA_ENV
 
 ROW_PROPERTY = "ntkbench_row"
 SETTINGS_KEY = pytest.StashKey[dict]()
-FAIL_ON = ("control", "drift", "unexpected")
+FAIL_ON = ("control", "drift", "new", "unexpected")
+DEFAULT_REFERENCES = "reference_results"
 
 
 def settings(config: pytest.Config) -> dict:
@@ -35,6 +36,9 @@ def settings(config: pytest.Config) -> dict:
     if option("ntkbench_update_references") and option("ntkbench_regen_references"):
         raise ValueError("--ntkbench-update-references and --ntkbench-regen-references exclude each other")
     references = config.rootpath / option("ntkbench_references")
+    writes = option("ntkbench_update_references") or option("ntkbench_regen_references")
+    if not references.is_dir() and option("ntkbench_references") != DEFAULT_REFERENCES and not writes:
+        raise ValueError(f"--ntkbench-references {option('ntkbench_references')}: no such directory ({references})")
     paper = _check_references(references, tier.name)
     report = option("ntkbench_report")
     if report and not hasattr(config, "workerinput"):
@@ -83,10 +87,12 @@ def outcome_failure(row: dict, fail_on: set[str], verdicts: bool = True) -> str 
     """Why this row fails its test under ``--ntkbench-fail-on``, or None; ``verdicts``: whether
     the tier's verdicts mean anything (else only drift fails a row)."""
     from ntkbench.claims import DOES_NOT_HOLD, INCONCLUSIVE
-    from ntkbench.references import DRIFT, MISSING
+    from ntkbench.references import DRIFT, MISSING, NEW
 
     if "drift" in fail_on and row.get("reference") in (DRIFT, MISSING):
         return f"reference {row['reference']}: {row['reference_detail']}"
+    if "new" in fail_on and row.get("reference") == NEW:
+        return "reference new: the reference table has no row for this case (--ntkbench-update-references writes it)"
     if not verdicts:
         return None
     if "control" in fail_on and row.get("control") and row["verdict"] != row["expected"]:
@@ -150,17 +156,17 @@ class SessionOutputs:
 
     def _write(self, compared, found) -> None:
         from ntkbench.outputs import results_document, write_report
-        from ntkbench.references import ReferenceTable, table_path
+        from ntkbench.references import table_path, update_table
 
         stash = self.config.stash[SETTINGS_KEY]
         tier, root, kind, references = stash["tier"], self.config.rootpath, self.metadata["device_kind"], self.references
         figures = self._plots()
+        self._check_orphans(compared, found)
         if stash["mode"]:
             own = table_path(stash["references"], tier.name, kind)
             # compared with another device kind's table: this kind's starts empty and takes every row
-            base, mode = (compared, stash["mode"]) if found == own else (ReferenceTable(own, {}), "regenerate")
-            merged, written = base.merged(self.rows, mode, self.metadata)
-            merged.write()
+            mode = stash["mode"] if found == own else "regenerate"
+            merged, written = update_table(own, self.rows, mode, self.metadata, fresh=found != own)
             self.lines.append(f"ntkbench references: {written} rows written to {own} ({len(merged.rows)} in the table)")
         if stash["report"]:
             write_report(stash["report"], self.frame, self.metadata, references, figures, stash["paper"])
@@ -171,6 +177,31 @@ class SessionOutputs:
             path = save_run(root / self.config.getoption("ntkbench_runs_dir"),
                             results_document(self.frame, self.metadata, references))
             self.lines.append(f"ntkbench run saved: {path.stem} ({path})")
+
+    def _check_orphans(self, compared, found: Path) -> None:
+        """Report the compared table's rows that belong to no case the suite defines (deleted
+        or renamed cases), and remove them with ``--ntkbench-prune-references``; say so when
+        there is no table for the tier at all."""
+        from ntkbench.cases import defined_case_keys
+        from ntkbench.references import update_table
+        from ntkbench.tiers import get_tier
+
+        tier = self.config.stash[SETTINGS_KEY]["tier"]
+        if not found.exists():
+            self.lines.append(f"ntkbench references: no reference table for tier {tier.name!r} in "
+                              f"{found.parent}: every row is new (--ntkbench-regen-references writes one)")
+            return
+        orphans = compared.orphans(defined_case_keys([get_tier(tier.name), tier]))
+        if not orphans:
+            return
+        if self.config.getoption("ntkbench_prune_references"):
+            update_table(found, [], None, self.metadata, prune=set(orphans))
+            self.lines.append(f"ntkbench references: {len(orphans)} rows of cases the suite no longer defines "
+                              f"removed from {found}")
+            return
+        named = "; ".join(" / ".join(key) for key in orphans[:5]) + (" …" if len(orphans) > 5 else "")
+        self.lines.append(f"ntkbench references: {len(orphans)} rows of {found} belong to no case of this suite "
+                          f"(deleted or renamed): {named}; --ntkbench-prune-references removes them")
 
     def _plots(self) -> list[Path]:
         plots = self.config.getoption("ntkbench_plots")

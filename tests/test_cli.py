@@ -63,7 +63,8 @@ def test_compare_equal_runs_exits_0(store, cli):
     directory, paths = store
     status, lines, err = cli("--runs-dir", directory, "compare", "latest")
     assert (status, err) == (0, "")
-    assert lines[0] == f"{paths[1].stem} vs {paths[0]}"
+    assert lines[0] == f"baseline: {paths[0].stem}, the latest earlier run of tier 'smoke' on 'cpu'"
+    assert lines[1] == f"{paths[1].stem} vs {paths[0]}"
     assert statuses(lines) == EQUAL
     assert lines[-1] == "no drift"
 
@@ -113,7 +114,7 @@ def test_compare_with_another_device_kinds_references_says_so(tmp_path, cli):
 @pytest.mark.parametrize("args, message", [
     (["compare", "nope"], "{directory}: no run matching 'nope'; see `ntkbench runs`"),
     (["compare", "-1", "-5"], "{directory}: 1 stored runs, no run -5"),
-    (["compare", "latest"], "{stem} is the oldest stored run; name a baseline"),
+    (["compare", "latest"], "{stem}: no earlier run of tier 'smoke' on 'cpu'; name a baseline"),
 ], ids=["bad-id", "bad-baseline", "no-baseline"])
 def test_bad_input_exits_2_with_one_line(tmp_path, cli, args, message):
     directory = tmp_path / "runs"
@@ -139,3 +140,54 @@ def test_compare_with_a_missing_reference_directory_is_bad_input(store, cli, tmp
     status, _, errors = cli("--runs-dir", directory, "compare", "latest", "--references", tmp_path / "nowhere")
     assert status == 2
     assert errors == f"ntkbench: {tmp_path / 'nowhere'}: no reference table for tier 'smoke'\n"
+
+
+def test_compare_without_a_baseline_takes_the_latest_run_of_the_same_tier_and_device_kind(tmp_path, cli):
+    directory = tmp_path / "runs"
+    small = save(directory, standard_rows(), day=1, tier="small")
+    save(directory, standard_rows(gap=0.5), day=2)  # a smoke run in between: not comparable
+    save(directory, standard_rows(gap=0.5), day=3, tier="small", device_kind="gpu")  # another device kind
+    latest = save(directory, standard_rows(), day=4, tier="small")
+    status, lines, err = cli("--runs-dir", directory, "compare", "latest")
+    assert (status, err) == (0, "")
+    assert lines[:2] == [f"baseline: {small.stem}, the latest earlier run of tier 'small' on 'cpu'",
+                         f"{latest.stem} vs {small}"]
+
+
+def test_runs_of_different_tiers_do_not_compare(tmp_path, cli):
+    directory = tmp_path / "runs"
+    smoke, small = save(directory, standard_rows(), day=1), save(directory, standard_rows(), day=2, tier="small")
+    status, lines, err = cli("--runs-dir", directory, "compare", small.stem, smoke.stem)
+    assert (status, lines) == (2, [])
+    assert err == (f"ntkbench: {small.stem} is of tier 'small', {smoke.stem} of tier 'smoke': "
+                   "runs of different tiers do not compare\n")
+
+
+def test_compare_as_json_lines(store, cli):
+    import json
+
+    directory, paths = store
+    status, lines, err = cli("--runs-dir", directory, "compare", "latest", "--json")
+    assert status == 0 and err.splitlines()[-1] == "no drift"
+    rows = [json.loads(line) for line in lines]
+    assert {(r["case"], r["metric"]): r["status"] for r in rows} == EQUAL
+    assert set(rows[0]) == {"claim", "case", "metric", "verdict", "status", "detail"}
+
+
+@pytest.mark.parametrize("content, what", [
+    ('{"metadata": {"tier": "smoke"}, "res', "not an ntkbench results file (JSONDecodeError"),
+    ('{"metadata": {"tier": "smoke"}, "results": [{"claim": "C1", "case": "x"}]}',
+     "not an ntkbench run record (results without metric, verdict)"),
+    ('{"metadata": {}, "results": []}', "not an ntkbench run record (no tier in its metadata)"),
+], ids=["truncated", "missing-columns", "no-tier"])
+def test_a_broken_run_record_is_skipped_by_runs_and_history_and_an_error_in_compare(store, cli, content, what):
+    directory, paths = store
+    broken = directory / "20250103T030405-smoke-broken.json"
+    broken.write_text(content)
+    status, lines, err = cli("--runs-dir", directory, "runs")
+    assert status == 0 and [line.split("|")[1].strip() for line in lines[2:]] == [p.stem for p in paths]
+    assert err.startswith(f"ntkbench: skipping {broken}: {what}") and len(err.splitlines()) == 1
+    status, _, err = cli("--runs-dir", directory, "history", "-o", directory / "history.html")
+    assert status == 0 and err.startswith(f"ntkbench: skipping {broken}: {what}")
+    status, lines, err = cli("--runs-dir", directory, "compare", broken.stem)
+    assert (status, lines) == (2, []) and err.startswith(f"ntkbench: {broken}: {what}") and len(err.splitlines()) == 1

@@ -6,17 +6,17 @@ import pytest
 
 from leaderboard_rows import key, save, standard_rows
 from ntkbench.history import history_frame, history_html
-from ntkbench.runs import list_runs
+from ntkbench.runs import readable_runs
 
 KEYS = sorted(key(row) for row in standard_rows())
 CHANGED = ("C1", "mlp/mnist1d", "test_mse")
 
 
 def store(directory, *runs: list[dict]) -> list:
-    """Save ``runs`` on successive days; the store's runs, oldest first."""
+    """Save ``runs`` on successive days; the store's runs (path, results), oldest first."""
     for day, rows in enumerate(runs, start=1):
         save(directory, rows, day=day)
-    return list_runs(directory)
+    return readable_runs(directory)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def drifted(frame) -> list[tuple]:
 def test_history_frame_marks_drift_only_where_a_case_changed(runs):
     frame = history_frame(runs)
     assert len(frame) == 3 * len(KEYS)
-    assert list(frame["run"].drop_duplicates()) == [p.stem for p in runs]
+    assert list(frame["run"].drop_duplicates()) == [p.stem for p, _ in runs]
     assert set(frame["tier_run"]) == {"smoke"}
     assert drifted(frame) == [(2, *CHANGED)]
 
@@ -57,7 +57,7 @@ def section(page: str, title: str) -> list[list[str]]:
 
 def test_history_html_lists_the_runs(runs):
     assert section(history_html(runs), "Runs") == [
-        ["run_index", "run", "tier"], *([str(i), p.stem, "smoke"] for i, p in enumerate(runs))]
+        ["run_index", "run", "tier"], *([str(i), p.stem, "smoke"] for i, (p, _) in enumerate(runs))]
 
 
 def test_history_html_marks_drift_in_the_statistic_table(runs):

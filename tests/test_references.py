@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard_rows import reference_table, result_row, standard_rows
+from leaderboard_rows import metadata, reference_table, result_row, standard_rows
 from ntkbench.claims import CLAIMS
 from ntkbench.references import (COLUMNS, NUMERIC, ReferenceError, ReferenceTable, find_table, known_claims,
                                  paper_expectations, table_path)
@@ -219,3 +219,31 @@ def test_reading_references_and_claims_does_not_import_jax():
 
     code = "import sys, ntkbench.references, ntkbench.controls; sys.exit('jax' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_update_reads_merges_and_writes_under_one_lock(tmp_path, monkeypatch):
+    import threading
+
+    import filelock
+
+    from ntkbench.references import ReferenceTable, update_table
+
+    path = tmp_path / "smoke-cpu.csv"
+    held = []
+    load = ReferenceTable.load.__func__
+
+    def load_checking_the_lock(cls, where):
+        def probe():  # another thread (another fd) must not get the lock while the table is read
+            try:
+                filelock.FileLock(str(where) + ".lock", timeout=0).acquire()
+                held.append(False)
+            except filelock.Timeout:
+                held.append(True)
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return load(cls, where)
+
+    monkeypatch.setattr(ReferenceTable, "load", classmethod(load_checking_the_lock))
+    table, written = update_table(path, standard_rows(), "regenerate", metadata())
+    assert held == [True] and written == 3 and ReferenceTable.load(path).rows == table.rows

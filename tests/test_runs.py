@@ -5,7 +5,7 @@ import re
 import pytest
 
 from leaderboard_rows import failed_row, result_row, save, standard_rows
-from ntkbench.runs import find_run, list_runs, run_summary
+from ntkbench.runs import find_run, list_runs, load_run, run_summary
 
 STEM = "20250102T030405-smoke-01234567"
 
@@ -92,12 +92,13 @@ def test_find_run_by_the_full_id_of_a_run_with_a_sibling(tmp_path):
 def test_run_summary_counts_the_verdicts(tmp_path, dirty, commit):
     rows = standard_rows() + [result_row("cnn1d", "test_error"), failed_row("yyy")]
     path = save(tmp_path, rows, dirty=dirty)
-    assert run_summary(path) == {"run": STEM, "date": "2025-01-02T03:04:05+00:00", "tier": "smoke",
+    assert run_summary(path, load_run(path)) == {"run": STEM, "date": "2025-01-02T03:04:05+00:00", "tier": "smoke",
                                  "device": "cpu ×1", "commit": commit, "cases": 6,
                                  "does not hold": 1, "error": 2, "holds": 2, "inconclusive": 1}
 
 
 def test_run_summary_of_a_run_without_results(tmp_path):
-    summary = run_summary(save(tmp_path, []))
+    path = save(tmp_path, [])
+    summary = run_summary(path, load_run(path))
     assert (summary["run"], summary["cases"]) == (STEM, 0)
     assert not {"holds", "error"} & set(summary)

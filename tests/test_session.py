@@ -207,3 +207,36 @@ def test_pin_worker_gpu_round_robin(monkeypatch, visible, worker, chosen):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert pin_worker_gpu(worker) == chosen
     assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == chosen
+
+
+def test_a_mistyped_references_directory_is_a_usage_error(run, pytester):
+    result = run("--ntkbench-references=refrence_results")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ntkbench: --ntkbench-references refrence_results: no such directory (*)"])
+
+
+def test_without_a_reference_table_every_row_is_new_and_said_so(run):
+    result = run()
+    assert result.ret == 0 and set(statuses(result).values()) == {"new"}
+    result.stdout.fnmatch_lines(["ntkbench references: no reference table for tier 'smoke' in *reference_results: "
+                                 "every row is new (--ntkbench-regen-references writes one)"])
+    failing = run("--ntkbench-fail-on=new")
+    failing.assert_outcomes(failed=4)
+    failing.stdout.fnmatch_lines(["reference new: the reference table has no row for this case*"])
+
+
+def test_rows_of_cases_the_suite_no_longer_defines_are_reported_then_pruned(run, references):
+    lines = references.read_text().splitlines(keepends=True)
+    orphan = lines[1].replace(",mlp/mnist1d,", ",gone/mnist1d,", 1)
+    references.write_text("".join([*lines, orphan]))
+    before = references.read_bytes()
+    reported = run()
+    assert reported.ret == 0 and references.read_bytes() == before
+    reported.stdout.fnmatch_lines([f"ntkbench references: 1 rows of {references} belong to no case of this suite "
+                                   f"(deleted or renamed): C1 / gone/mnist1d / test_*; "
+                                   "--ntkbench-prune-references removes them"])
+    pruned = run("--ntkbench-prune-references")
+    assert pruned.ret == 0
+    pruned.stdout.fnmatch_lines([f"ntkbench references: 1 rows of cases the suite no longer defines removed from "
+                                 f"{references}"])
+    assert references.read_text().splitlines(keepends=True) == lines  # the other rows byte for byte
