@@ -1,4 +1,10 @@
-"""Process settings that must be in place before jax initialises its backend."""
+"""Process settings that must be in place before jax initialises its backend.
+
+Imported by the modules that run jax computations (training, kernels, models), so that the
+settings are made only when ntkbench is about to use jax, never by ``import ntkbench`` or by
+the pytest plugin loading in a session that runs no case. jax reads ``XLA_FLAGS`` when its
+backend starts, so a program that started jax before ntkbench keeps its own settings.
+"""
 
 import os
 

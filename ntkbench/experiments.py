@@ -8,13 +8,19 @@ partial progress. Several claims share an experiment by asking for an equal spec
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
+import importlib.util
+import inspect
 import json
+import textwrap
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 import numpy as np
 
@@ -54,6 +60,12 @@ def check_applicable(kind: str, arch: str) -> None:
     if reason:
         raise NotApplicableError(reason)
 KEYED_PACKAGES = ("ntkbench", "jax", "jaxlib", "flax", "optax", "neural-tangents", "mnist1d", "numpy", "scipy")
+#: The ntkbench modules that compute numbers. An experiment's key holds the source of each one
+#: that its kind's, architecture's or dataset's code imports, directly or through one another;
+#: the other ntkbench modules (registry, storage, cache, claims, the plugin…) never change them.
+ENGINE_MODULES = frozenset(f"ntkbench.{name}" for name in (
+    "train", "train_config", "kernels", "gram_engines", "layer_factors", "nt_compat", "regression", "runners",
+    "evolution", "linearized", "travel", "models.layers", "data.splits"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +120,11 @@ class ExperimentSpec:
 
     @functools.cached_property
     def key(self) -> str:
-        """sha256 of the spec, the schema version, the versions of the numerical stack and,
-        for a dataset read from files, their fingerprint."""
-        payload = {"spec": self.to_dict(), "schema": SCHEMA_VERSION, "versions": package_versions()}
+        """sha256 of the spec, the schema version, the versions of the numerical stack, the
+        source of the code that computes it (:func:`code_digests`) and, for a dataset read
+        from files, their fingerprint."""
+        payload = {"spec": self.to_dict(), "schema": SCHEMA_VERSION, "versions": package_versions(),
+                   "code": code_digests(self)}
         dataset = DATASETS.get(self.dataset) if self.dataset in DATASETS.names() else None
         if dataset is not None and dataset.fingerprint is not None:
             payload["data"] = dataset.fingerprint()
@@ -130,6 +144,70 @@ def package_versions(names: tuple[str, ...] = KEYED_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "absent"
     return found
+
+
+def code_digests(spec: ExperimentSpec) -> dict[str, str | None]:
+    """Digests of the code that computes ``spec``: its kind's runner, batched runner and model
+    wrapper, its architecture's builder and twin, its dataset's loader (each: the whole file
+    that defines it, with the ENGINE_MODULES it imports) and the Context every kind shares."""
+    kind = get_kind(spec.kind)
+    arch = ARCHITECTURES.get(spec.arch) if spec.arch in ARCHITECTURES else None
+    dataset = DATASETS.get(spec.dataset) if spec.dataset in DATASETS else None
+    return {"kind": _digest(kind.runner, kind.batched, kind.model), "arch": arch and _digest(arch.build, arch.twin),
+            "dataset": dataset and _digest(dataset.load), "context": _context_digest()}
+
+
+def _digest(*objects) -> str:
+    defined = (obj if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj) else type(obj)
+               for obj in objects if obj is not None)  # a callable instance: its class
+    return hashlib.sha256(" ".join(map(_source_digest, defined)).encode()).hexdigest()
+
+
+@functools.cache
+def _source_digest(target) -> str:
+    """Digest of the file that defines ``target`` (its own source where no file holds it, as in
+    a notebook) and of the ENGINE_MODULES it imports, transitively."""
+    try:
+        file = inspect.getsourcefile(target)
+        source = Path(file).read_text() if file and Path(file).is_file() else textwrap.dedent(inspect.getsource(target))
+    except (OSError, TypeError) as exc:
+        raise ValueError(f"cannot key experiments on {target!r}: its source is unavailable ({exc})") from None
+    return _closure_digest((source,))
+
+
+@functools.cache
+def _context_digest() -> str:
+    """Digest of what every experiment shares: Context, training_order and the modules they use."""
+    return _closure_digest((inspect.getsource(Context), inspect.getsource(training_order)),
+                           frozenset({"ntkbench.train", "ntkbench.kernels"}))
+
+
+def _closure_digest(sources: tuple[str, ...], modules: frozenset[str] = frozenset()) -> str:
+    """sha256 of ``sources``, ``modules`` and the ENGINE_MODULES they import, transitively (order-free)."""
+    modules, pending = set(modules), [*sources, *map(_module_source, modules)]
+    while pending:
+        found = _engine_imports(pending.pop()) - modules
+        modules |= found
+        pending += map(_module_source, found)
+    texts = sorted({*sources, *map(_module_source, modules)})
+    return hashlib.sha256(" ".join(hashlib.sha256(t.encode()).hexdigest() for t in texts).encode()).hexdigest()
+
+
+@functools.cache
+def _module_source(name: str) -> str:
+    return Path(importlib.util.find_spec(name).origin).read_text()
+
+
+@functools.cache
+def _engine_imports(source: str) -> frozenset[str]:
+    """The ENGINE_MODULES that ``source`` imports (absolute imports, anywhere in it)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+    return frozenset(names & ENGINE_MODULES)
 
 
 @dataclasses.dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 import jax.numpy as jnp
 import numpy as np

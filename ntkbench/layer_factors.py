@@ -22,6 +22,7 @@ import math
 from typing import NamedTuple
 
 import flax.linen as nn
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 
 from ntkbench.experiments import ExperimentKind, register_kind

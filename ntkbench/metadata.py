@@ -16,6 +16,7 @@ from pathlib import Path
 
 def device_kind() -> str:
     """jax's backend for this process: "cpu", "gpu" or "tpu"."""
+    from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
     import jax
 
     return jax.default_backend()
@@ -23,6 +24,7 @@ def device_kind() -> str:
 
 def environment(root: Path | None = None) -> dict:
     """Machine and environment metadata (a flat, JSON-ready dict)."""
+    from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
     import jax
 
     from ntkbench.experiments import KEYED_PACKAGES, package_versions

@@ -32,9 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ntkbench-plots", default=".ntkbench/plots", metavar="DIR",
                     help="directory (relative to the rootdir) for the scaling and evolution "
                          "figures, one subdirectory per tier; 'none' to skip them")
-    group.addoption("--ntkbench-cache-dir", default=None,
-                    help="experiment cache (default: $NTKBENCH_CACHE_DIR/experiments or "
-                         "~/.cache/ntkbench/experiments)")
+    group.addoption("--ntkbench-cache-dir", default=None, metavar="DIR",
+                    help="cache root, as $NTKBENCH_CACHE_DIR: experiments in DIR/experiments, generated "
+                         "datasets in DIR/datasets (default: $NTKBENCH_CACHE_DIR, else ~/.cache/ntkbench)")
     group.addoption("--ntkbench-data-dir", default=None, metavar="DIR",
                     help="directory holding datasets read from files (cifar-10-batches-py/, "
                          "cifar5m/); default $NTKBENCH_DATA_DIR or ~/data")
@@ -123,22 +123,25 @@ def ntkbench_tier(pytestconfig: pytest.Config):
 
 @pytest.fixture(scope="session")
 def ntkbench_cache(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
-    """The experiment cache shared by every case of the session."""
+    """The experiment cache shared by every case of the session; ``--ntkbench-cache-dir`` is
+    the cache root of everything cached while the session lasts (experiments and datasets)."""
     from ntkbench.cache import ExperimentCache
+    from ntkbench.storage import use_cache_root
 
     root = pytestconfig.getoption("ntkbench_cache_dir")
-    cache = ExperimentCache(Path(root) if root else None)
-    settings = pytestconfig.stash[SETTINGS_KEY]
-    index, count = settings["process"]
-    if count > 1:  # compute this process's share of the session's experiments first
-        from ntkbench.distributed import compute_share, experiment_rounds
+    with use_cache_root(pytestconfig.invocation_params.dir / Path(root).expanduser() if root else None):
+        cache = ExperimentCache()
+        settings = pytestconfig.stash[SETTINGS_KEY]
+        index, count = settings["process"]
+        if count > 1:  # compute this process's share of the session's experiments first
+            from ntkbench.distributed import compute_share, experiment_rounds
 
-        cases = [item.callspec.params["ntkbench_case"] for item in request.session.items
-                 if hasattr(item, "callspec") and "ntkbench_case" in item.callspec.params]
-        computed = compute_share(experiment_rounds(cases, settings["tier"]), cache, index, count)
-        pytestconfig.pluginmanager.get_plugin("ntkbench-outputs").lines.append(
-            f"ntkbench: process {index} of {count} computed {computed} experiments")
-    return cache
+            cases = [item.callspec.params["ntkbench_case"] for item in request.session.items
+                     if hasattr(item, "callspec") and "ntkbench_case" in item.callspec.params]
+            computed = compute_share(experiment_rounds(cases, settings["tier"]), cache, index, count)
+            pytestconfig.pluginmanager.get_plugin("ntkbench-outputs").lines.append(
+                f"ntkbench: process {index} of {count} computed {computed} experiments")
+        yield cache
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +184,20 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         return row
 
     return evaluate
+
+
+_MARKUP = {"passed": {"green": True}, "failed": {"red": True}, "skipped": {"yellow": True}}
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """With ``-v``, each case's verdict beside its outcome: ``PASSED (holds)``."""
+    if report.when != "call" or config.get_verbosity() < 1 or report.outcome not in _MARKUP:
+        return None
+    row = next((json.loads(value) for name, value in report.user_properties if name == ROW_PROPERTY), None)
+    if row is None:
+        return None
+    letter = {"passed": ".", "failed": "F", "skipped": "s"}[report.outcome]
+    return report.outcome, letter, (f"{report.outcome.upper()} ({row['verdict']})", _MARKUP[report.outcome])
 
 
 def _one_line(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -238,3 +238,18 @@ def test_out_of_memory_is_named_in_the_one_line_error(exc):
     message = ntkbench.plugin._one_line(exc)
     assert message.startswith(f"{type(exc).__name__}: out of memory: ")
     assert message.endswith("(lower the tier or the kernel block size)") and "\n" not in message
+
+
+def test_a_session_that_runs_no_case_leaves_xla_flags_alone(pytester, monkeypatch):
+    """The plugin loads in every pytest session of the environment (entry point): it must not
+    change jax's settings where ntkbench is not used."""
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    pytester.makepyfile(test_other="""
+import os
+
+def test_flags():
+    import ntkbench.plugin, ntkbench.session  # loaded, as in any session
+    assert "XLA_FLAGS" not in os.environ
+""")
+    result = pytester.runpytest_subprocess()  # the plugin comes by its entry point
+    result.assert_outcomes(passed=1)

@@ -240,3 +240,12 @@ def test_rows_of_cases_the_suite_no_longer_defines_are_reported_then_pruned(run,
     pruned.stdout.fnmatch_lines([f"ntkbench references: 1 rows of cases the suite no longer defines removed from "
                                  f"{references}"])
     assert references.read_text().splitlines(keepends=True) == lines  # the other rows byte for byte
+
+
+def test_verbose_output_shows_each_cases_verdict(run, references):
+    result = run("-v")
+    assert result.ret == 0
+    result.stdout.re_match_lines([r".*::test_c1\[mlp-mnist1d-test_mse\] PASSED \((holds|does not hold|inconclusive)\).*",
+                                  r".*::test_c1b\[.*\] PASSED \((holds|does not hold|inconclusive)\).*"])
+    quiet = run()
+    assert not [line for line in quiet.outlines if "PASSED (" in line]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
+from ntkbench import _env  # noqa: F401  (XLA flags before jax starts)
 import jax
 import jax.numpy as jnp
 
