@@ -1,5 +1,7 @@
 """Report files from the one leaderboard DataFrame: Markdown, a self-contained HTML page
-(tables and the claims' figures, viewable offline) and JSON with every number."""
+(tables and the claims' figures, viewable offline) and JSON with every number. The figures
+are also copied into the report's ``figures/`` directory, which the page's rows link to (so
+the links hold wherever the figures were drawn and wherever the report is moved)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import quote
 
 import pandas as pd
 from tabulate import tabulate
@@ -16,6 +20,7 @@ from ntkbench.report import claim_summaries, format_leaderboard, leaderboard_tab
 from ntkbench.storage import atomic_write_bytes
 
 RESULTS_FILE, MARKDOWN_FILE, HTML_FILE = "results.json", "leaderboard.md", "index.html"
+FIGURES_DIR = "figures"  # the report's copies of the figures, which its rows link to
 VOLATILE = ("sources",)  # says "cached"/"computed" and compute times: differs between runs
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}
@@ -24,6 +29,13 @@ th{background:#f0f0f0}.holds{background:#d7f5d7}.does-not-hold{background:#f9d6d
 .inconclusive{background:#fff3c4}.error{background:#f2b8b5}.drift{background:#f9d6d5}
 .match{background:#d7f5d7}.new,.missing{background:#fff3c4}
 figure{display:inline-block;margin:0 1em 1em 0}img{max-width:640px}"""
+
+
+class Link(NamedTuple):
+    """A link in an HTML table cell (text and address are escaped when written)."""
+
+    text: str
+    href: str
 
 
 class ReportError(OSError):
@@ -89,9 +101,11 @@ def describe(metadata: dict) -> str:
 
 def write_report(directory: Path, frame: pd.DataFrame, metadata: dict, references: dict | None = None,
                  figures: list[Path] = (), paper: dict | None = None) -> list[Path]:
-    """Write ``results.json``, ``leaderboard.md`` and ``index.html``; their paths."""
+    """Write ``results.json``, ``leaderboard.md``, ``index.html`` and copies of ``figures``
+    in ``figures/``; their paths."""
     directory = Path(directory)
     check_writable(directory)
+    copies = copy_figures(figures, directory / FIGURES_DIR)
     title = f"ntkbench leaderboard (tier: {metadata.get('tier', '?')})"
     note = references_note(references)
     markdown = "\n\n".join(part for part in [f"# {title}", describe(metadata), note, format_leaderboard(frame)] if part)
@@ -100,7 +114,30 @@ def write_report(directory: Path, frame: pd.DataFrame, metadata: dict, reference
              HTML_FILE: _html(title, frame, metadata, note, figures, paper or {}).encode("utf-8")}
     for name, data in files.items():
         atomic_write_bytes(directory / name, data)
-    return [directory / name for name in files]
+    return [directory / name for name in files] + copies
+
+
+def copy_figures(figures, target: Path) -> list[Path]:
+    """Copy ``figures`` into ``target``, dropping the PNGs an earlier report left there; the copies."""
+    names = {Path(figure).name for figure in figures}
+    for stale in target.glob("*.png"):
+        if stale.name not in names:
+            stale.unlink()
+    copies = []
+    for figure in map(Path, figures):
+        copy = target / figure.name
+        if not (copy.exists() and copy.samefile(figure)):
+            atomic_write_bytes(copy, figure.read_bytes())
+        copies.append(copy)
+    return copies
+
+
+def figure_links(frame: pd.DataFrame, figures) -> list[list[Link]]:
+    """Per row of ``frame``: links (relative to the report) to the copies of its figures."""
+    from ntkbench.plots import figures_of_row
+
+    return [[Link(figure.stem.split("-")[0], f"{FIGURES_DIR}/{quote(figure.name)}")
+             for figure in figures_of_row(row, figures)] for row in frame.to_dict("records")]
 
 
 def references_note(references: dict | None) -> str:
@@ -115,7 +152,16 @@ def references_note(references: dict | None) -> str:
     return text + "."
 
 
+def _cell_html(value) -> str:
+    """A cell's escaped text, or its links (a list of :class:`Link`)."""
+    if isinstance(value, list) and all(isinstance(link, Link) for link in value):
+        return " ".join(f'<a href="{html.escape(link.href)}">{html.escape(link.text)}</a>' for link in value)
+    return html.escape(str(value))
+
+
 def html_table(rows: list[dict], classed=("verdict", "reference")) -> str:
+    """An HTML table of ``rows`` (escaped; a list of links becomes anchors); the columns in
+    ``classed`` get their text's first word as CSS class."""
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
@@ -123,9 +169,8 @@ def html_table(rows: list[dict], classed=("verdict", "reference")) -> str:
     for row in rows:
         cells = []
         for key, value in row.items():
-            text = str(value)
-            css = text.split(":")[0].replace(" ", "-") if key in classed else ""
-            cells.append(f'<td class="{css}">{html.escape(text)}</td>' if css else f"<td>{html.escape(text)}</td>")
+            css = str(value).split(":")[0].replace(" ", "-") if key in classed else ""
+            cells.append(f'<td class="{css}">{_cell_html(value)}</td>' if css else f"<td>{_cell_html(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -136,6 +181,9 @@ def _html(title: str, frame: pd.DataFrame, metadata: dict, note: str, figures, p
         parts.append(f"<p>{html.escape(note)}</p>")
     if not frame.empty:
         table, notes = leaderboard_table(frame)
+        links = figure_links(frame, figures)
+        if any(links):
+            table = [{**cells, "figure": row_links} for cells, row_links in zip(table, links)]
         parts += ["<h2>Verdicts per claim</h2>", html_table(verdict_counts(frame)),
                   "<h2>Leaderboard</h2>", html_table(table), "<h2>Sources</h2><ol>"]
         parts += [f"<li>{html.escape(source)}</li>" for source in notes]

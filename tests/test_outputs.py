@@ -27,7 +27,8 @@ def report(tmp_path, frame):
     figure = tmp_path / "c1-mlp.png"
     figure.write_bytes(PNG)
     paths = write_report(tmp_path / "report", frame, metadata(), REFERENCES, [figure], PAPER)
-    assert paths == [tmp_path / "report" / name for name in ("results.json", "leaderboard.md", "index.html")]
+    assert paths == [tmp_path / "report" / name for name in ("results.json", "leaderboard.md", "index.html",
+                                                             "figures/c1-mlp.png")]
     return tmp_path / "report"
 
 
@@ -123,3 +124,41 @@ def test_references_note_says_across_device_kinds_only_then(kinds, across):
 @pytest.mark.parametrize("references", [None, {}, {"path": "", "device_kind": "cpu", "device_kinds": ["gpu"]}])
 def test_references_note_is_empty_without_a_table(references):
     assert references_note(references) == ""
+
+
+def test_rows_link_to_their_figure_copied_next_to_the_report(tmp_path):
+    from ntkbench.plots import scaling_figure_name
+
+    rows = standard_rows()
+    rows[0]["source_paths"] = ["/cache/nn-0123456789.json"]  # mlp/test_mse cites an experiment
+    plots = tmp_path / "plots" / "smoke"  # drawn elsewhere than the report
+    plots.mkdir(parents=True)
+    figures = [plots / scaling_figure_name("mlp/mnist1d", "test_mse"), plots / "scaling-other-test_mse.png"]
+    for figure in figures:
+        figure.write_bytes(PNG + figure.name.encode())
+    report = tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    (report / "figures" / "scaling-stale-test_mse.png").write_bytes(PNG)
+    paths = write_report(report, leaderboard_frame(rows), metadata(), figures=figures)
+    assert paths[3:] == [report / "figures" / f.name for f in figures]
+    assert sorted(p.name for p in (report / "figures").iterdir()) == sorted(f.name for f in figures)
+    page = (report / "index.html").read_text()
+    links = {(case, metric): re.findall(r'<a href="([^"]*)">', cells)  # the leaderboard's rows
+             for case, metric, cells in re.findall(r"<tr><td>C1</td><td>(\w+/mnist1d)</td><td>(\w+)</td>(.*?)</tr>", page)}
+    assert links == {("mlp/mnist1d", "test_mse"): ["figures/scaling-mlp_mnist1d-test_mse.png"],
+                     ("mlp/mnist1d", "test_error"): [], ("cnn1d/mnist1d", "test_mse"): [],
+                     ("zzz/mnist1d", "test_mse"): []}
+    (href,) = links["mlp/mnist1d", "test_mse"]
+    assert (report / href).read_bytes() == figures[0].read_bytes()
+    assert "<th>figure</th>" in page
+
+    write_report(report, leaderboard_frame(rows), metadata())  # no figures this time: no links, no copies
+    assert not list((report / "figures").iterdir())
+    assert "<th>figure</th>" not in (report / "index.html").read_text()
+
+
+def test_html_table_escapes_link_text_and_address():
+    from ntkbench.outputs import Link, html_table
+
+    table = html_table([{"figure": [Link("a<b", 'x".png?a=1&b=2')], "text": "<i>"}])
+    assert '<td><a href="x&quot;.png?a=1&amp;b=2">a&lt;b</a></td><td>&lt;i&gt;</td>' in table
