@@ -61,11 +61,20 @@ def _json_value(value):
     return value
 
 
+FORMAT_VERSION = 2  # of results.json and run records (2: format_version, experiments)
+
+
 def results_document(frame: pd.DataFrame, metadata: dict, references: dict | None = None) -> dict:
     """Everything a run measured, with where and how: the content of ``results.json`` and
-    of a stored run record."""
+    of a stored run record. ``experiments``: every experiment the rows read, with the
+    compute time stored with it (whether this run computed or loaded it is left out, as it
+    differs between runs of the same numbers)."""
     rows = frame.drop(columns=[c for c in VOLATILE if c in frame]).to_dict("records")
-    return {"metadata": metadata, "references": references or {},
+    experiments = {source["path"]: {"label": source["label"], "path": source["path"], "elapsed_s": source["elapsed_s"]}
+                   for sources in (frame["sources"] if "sources" in frame else [])
+                   if isinstance(sources, list) for source in sources}
+    return {"format_version": FORMAT_VERSION, "metadata": metadata, "references": references or {},
+            "experiments": sorted(experiments.values(), key=lambda e: e["label"]),
             "results": [{k: _json_value(v) for k, v in row.items()} for row in rows]}
 
 

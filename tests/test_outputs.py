@@ -35,7 +35,12 @@ def report(tmp_path, frame):
 def test_results_json_has_metadata_references_and_every_row(report, frame):
     text = (report / "results.json").read_text()
     document = json.loads(text)
-    assert sorted(document) == ["metadata", "references", "results"]
+    assert sorted(document) == ["experiments", "format_version", "metadata", "references", "results"]
+    assert document["format_version"] == 2
+    cited = {source["path"]: source for sources in frame["sources"] if isinstance(sources, list) for source in sources}
+    assert document["experiments"] == sorted(({k: s[k] for k in ("label", "path", "elapsed_s")} for s in cited.values()),
+                                             key=lambda e: e["label"])
+    assert cited and all(isinstance(e["elapsed_s"], float) for e in document["experiments"])
     assert document["metadata"] == metadata() and document["references"] == REFERENCES
     assert [(r["case"], r["metric"], r["verdict"]) for r in document["results"]] == list(
         zip(frame["case"], frame["metric"], frame["verdict"]))
