@@ -42,15 +42,15 @@ class ReportError(OSError):
     """The report directory cannot be written."""
 
 
-def check_writable(directory: Path) -> None:
-    """Fail early, with one line, when reports cannot be written to ``directory``."""
+def check_writable(directory: Path, what: str = "the report") -> None:
+    """Fail early, with one line, when ``what`` cannot be written to ``directory``."""
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         probe = Path(directory) / ".ntkbench-write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ReportError(f"cannot write the report to {directory}: {exc.strerror or exc}") from None
+        raise ReportError(f"cannot write {what} to {directory}: {exc.strerror or exc}") from None
 
 
 def _json_value(value):

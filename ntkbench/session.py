@@ -18,6 +18,7 @@ ROW_PROPERTY = "ntkbench_row"
 SETTINGS_KEY = pytest.StashKey[dict]()
 FAIL_ON = ("control", "drift", "new", "unexpected")
 DEFAULT_REFERENCES = "reference_results"
+DEFAULT_PLOTS = ".ntkbench/plots"
 
 
 def settings(config: pytest.Config) -> dict:
@@ -41,14 +42,53 @@ def settings(config: pytest.Config) -> dict:
         raise ValueError(f"--ntkbench-references {option('ntkbench_references')}: no such directory ({references})")
     paper = _check_references(references, tier.name)
     report = option("ntkbench_report")
-    if report and not hasattr(config, "workerinput"):
-        from ntkbench.outputs import check_writable
-
-        check_writable(Path(report))
+    if not hasattr(config, "workerinput"):
+        _check_outputs(config, tier.name)
+    _check_architectures(tier, option("ntkbench_set"))
     return {"tier": tier, "fail_on": fail_on, "references": references, "paper": paper,
             "report": Path(report) if report else None, "process": (0, 1),  # (index, count)
             "mode": "update" if option("ntkbench_update_references")
             else "regenerate" if option("ntkbench_regen_references") else None}
+
+
+def _check_outputs(config: pytest.Config, tier: str) -> None:
+    """Every directory the run will write to, writable before the first case runs: the
+    report, the run store (with --ntkbench-save-run) and a plots directory given explicitly
+    (the default one is checked when the figures are drawn, so that a session that runs no
+    case creates nothing)."""
+    from ntkbench.outputs import check_writable
+
+    option = config.getoption
+    if option("ntkbench_report"):
+        check_writable(Path(option("ntkbench_report")))
+    if option("ntkbench_save_run"):
+        check_writable(config.rootpath / option("ntkbench_runs_dir"), "the run record")
+    if option("ntkbench_plots") not in ("none", DEFAULT_PLOTS):
+        check_writable(config.rootpath / option("ntkbench_plots") / tier, "the figures")
+
+
+def _check_architectures(tier, assignments: list[str]) -> None:
+    """Architecture keywords given with --ntkbench-set: a known architecture, keywords its
+    builder takes, values it accepts (its builder checks them), before anything runs."""
+    named = {key.partition(".")[0] for key, _, _ in (a.partition("=") for a in assignments) if "." in key}
+    if not named:
+        return  # nothing to check: no import of the models in a session that sets none
+    import inspect
+
+    from ntkbench.registry import ARCHITECTURES
+
+    for arch in sorted(named):
+        try:
+            entry = ARCHITECTURES.get(arch)
+        except KeyError as exc:  # UnknownNameError, naming the known ones
+            raise ValueError(f"--ntkbench-set {arch}.…: {exc}") from None
+        kwargs = tier.arch_kwargs.get(arch, {})
+        accepted = [name for name in inspect.signature(entry.build).parameters if name != "num_outputs"]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"--ntkbench-set {arch}.{unknown[0]}: {arch} takes no keyword {unknown[0]!r}; "
+                             f"known: {', '.join(accepted)}")
+        entry.build(10, **kwargs)
 
 
 def pin_worker_gpu(worker_id: str) -> str | None:
@@ -160,7 +200,10 @@ class SessionOutputs:
 
         stash = self.config.stash[SETTINGS_KEY]
         tier, root, kind, references = stash["tier"], self.config.rootpath, self.metadata["device_kind"], self.references
-        figures = self._plots()
+        try:
+            figures, plots_error = self._plots(), None
+        except OSError as exc:  # the reference table, report and run record are still written
+            figures, plots_error = [], OSError(f"cannot write the figures: {exc}")
         self._check_orphans(compared, found)
         if stash["mode"]:
             own = table_path(stash["references"], tier.name, kind)
@@ -177,6 +220,8 @@ class SessionOutputs:
             path = save_run(root / self.config.getoption("ntkbench_runs_dir"),
                             results_document(self.frame, self.metadata, references))
             self.lines.append(f"ntkbench run saved: {path.stem} ({path})")
+        if plots_error is not None:
+            raise plots_error
 
     def _check_orphans(self, compared, found: Path) -> None:
         """Report the compared table's rows that belong to no case the suite defines (deleted

@@ -179,7 +179,15 @@ def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytest
     ("--ntkbench-set=learning_rate", "ERROR: ntkbench: override 'learning_rate' is not KEY=VALUE"),
     ("--ntkbench-set=optimizer=rmsprop", "ERROR: ntkbench: unknown optimizer 'rmsprop'"),
     ("--ntkbench-set=max_steps=abc", "ERROR: ntkbench: .*max_steps"),
-], ids=["bogus-tier", "unknown-key", "no-equals-sign", "unknown-optimizer", "non-integer-steps"])
+    ("--ntkbench-set=nosucharch.width=3",
+     "ERROR: ntkbench: --ntkbench-set nosucharch.…: unknown architecture 'nosucharch'; known: .*mlp"),
+    ("--ntkbench-set=mlp.nosuch=3",
+     "ERROR: ntkbench: --ntkbench-set mlp.nosuch: mlp takes no keyword 'nosuch'; known: depth, width, parameterization"),
+    ("--ntkbench-set=mlp.width=-1", "ERROR: ntkbench: mlp: width must be an integer ≥ 1, got -1"),
+    ("--ntkbench-plots=test_c1.py/plots", "ERROR: ntkbench: cannot write the figures to .*test_c1.py/plots/small: "),
+    ("--ntkbench-report=test_c1.py/report", "ERROR: ntkbench: cannot write the report to test_c1.py/report: "),
+], ids=["bogus-tier", "unknown-key", "no-equals-sign", "unknown-optimizer", "non-integer-steps", "unknown-arch",
+        "unknown-arch-keyword", "negative-width", "unwritable-plots", "unwritable-report"])
 def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
     pytester.makepyfile(test_c1=BENCHMARK)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", option)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import ScaledConv, ScaledDense, StaxTwin, check_parameterization, stax_conv, stax_dense
+from ntkbench.models.layers import (ScaledConv, ScaledDense, StaxTwin, check_parameterization, check_sizes, stax_conv,
+                                     stax_dense)
 from ntkbench.registry import register_architecture
 
 
@@ -42,5 +43,6 @@ def cnn1d_twin(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: i
 @register_architecture("cnn1d", twin=cnn1d_twin)
 def cnn1d(num_outputs: int, depth: int = 3, width: int = 32, kernel_size: int = 5,
           parameterization: str = "standard") -> CNN1D:
+    check_sizes("cnn1d", depth=depth, width=width, kernel_size=kernel_size)
     check_parameterization(parameterization)
     return CNN1D(num_outputs, depth, width, kernel_size, parameterization)

@@ -21,6 +21,13 @@ import jax.numpy as jnp
 PARAMETERIZATIONS = ("standard", "ntk")
 
 
+def check_sizes(arch: str, minimum: int = 1, **sizes) -> None:
+    """One line naming the first size of ``arch`` that is not an integer ≥ ``minimum``."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{arch}: {name} must be an integer ≥ {minimum}, got {value!r}")
+
+
 def check_parameterization(parameterization: str) -> None:
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"unknown parameterization {parameterization!r}; "

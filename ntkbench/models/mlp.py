@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import ScaledDense, StaxTwin, check_parameterization, stax_dense
+from ntkbench.models.layers import ScaledDense, StaxTwin, check_parameterization, check_sizes, stax_dense
 from ntkbench.registry import register_architecture
 
 
@@ -35,5 +35,7 @@ def mlp_twin(num_outputs: int, depth: int = 2, width: int = 128, parameterizatio
 @register_architecture("mlp", twin=mlp_twin)
 def mlp(num_outputs: int, depth: int = 2, width: int = 128, parameterization: str = "standard") -> MLP:
     """``depth`` hidden ReLU layers of ``width`` units and a linear readout."""
+    check_sizes("mlp", width=width)
+    check_sizes("mlp", 0, depth=depth)
     check_parameterization(parameterization)
     return MLP(num_outputs, depth, width, parameterization)

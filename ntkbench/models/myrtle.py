@@ -12,7 +12,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ntkbench.models.layers import ScaledConv, ScaledDense, StaxTwin, check_parameterization, stax_conv, stax_dense
+from ntkbench.models.layers import ScaledConv, ScaledDense, StaxTwin, check_parameterization, check_sizes, stax_conv, stax_dense
 from ntkbench.registry import register_architecture
 
 STAGES = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
@@ -57,6 +57,7 @@ def myrtle_twin(depth: int):
 def _register(depth: int) -> None:
     @register_architecture(f"myrtle{depth}", input_kind="image", twin=myrtle_twin(depth))
     def build(num_outputs: int, width: int = 128, parameterization: str = "standard") -> Myrtle:
+        check_sizes(f"myrtle{depth}", width=width)
         check_parameterization(parameterization)
         return Myrtle(num_outputs, depth, width, parameterization)
 
