@@ -3,7 +3,9 @@
 Each experiment is computed seed by seed; after every seed the records so far are saved
 (``<key>.partial.json``), so an interrupted run resumes where it stopped. A file lock per
 key makes concurrent pytest-xdist workers wait for each other instead of computing the same
-experiment twice; within a process, results are also kept in memory.
+experiment twice; within a process, results are also kept in memory. Every file is checked
+against the schema of a stored experiment when it is read: a damaged or ill-formed one is
+named in a warning and recomputed. A cache in a read-only directory is read without locks.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ntkbench import progress
 from ntkbench.experiments import Context, ExperimentSpec, package_versions, run_seeds, seed_groups
-from ntkbench.storage import atomic_write_bytes, cache_root, locked
+from ntkbench.storage import atomic_write_bytes, cache_root, locked, read_valid, require_writable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,21 +55,22 @@ class ExperimentCache:
         if spec.key in self._memory:
             return self._memory[spec.key]
         path = self.path(spec)
-        with locked(path):
-            stored = _read(path)
-            if stored is not None and stored.get("key") == spec.key:
+        with locked(path) as writable:
+            stored = _read(path, spec, complete=True)
+            if stored is not None:
                 result = ExperimentResult(spec, pd.DataFrame(stored["records"]), path,
                                           stored["elapsed_s"], True)
+                progress.report(progress.experiment_line(spec.label, spec.n_grid, spec.seeds, result.elapsed_s,
+                                                         computed=False))
             else:
+                require_writable(writable, path)
                 result = self._compute(spec, path)
         self._memory[spec.key] = result
         return result
 
     def _compute(self, spec: ExperimentSpec, path: Path) -> ExperimentResult:
         partial_path = path.with_suffix(".partial.json")
-        partial = _read(partial_path) or {}
-        if partial.get("key") != spec.key:
-            partial = {"key": spec.key, "records": [], "elapsed_s": 0.0}
+        partial = _read(partial_path, spec, complete=False) or {"key": spec.key, "records": [], "elapsed_s": 0.0}
         done = {r["seed"] for r in partial["records"]}
         context = Context(spec, self)
         for seeds in seed_groups(context, [seed for seed in spec.seeds if seed not in done]):
@@ -74,13 +78,14 @@ class ExperimentCache:
             partial["records"] += run_seeds(context, seeds)
             partial["elapsed_s"] += time.perf_counter() - start
             _write(partial_path, partial)
+            progress.report(progress.experiment_line(spec.label, spec.n_grid, seeds, time.perf_counter() - start,
+                                                     computed=True))
         stored = {**partial, "spec": spec.to_dict(), "versions": package_versions(),
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         _write(path, stored)
         partial_path.unlink(missing_ok=True)
         self.computed.append(spec.key)
         return ExperimentResult(spec, pd.DataFrame(stored["records"]), path, stored["elapsed_s"], False)
-
 
     def _params_path(self, spec: ExperimentSpec, name: str) -> Path:
         return self.root / "params" / f"{spec.kind}-{spec.key[:20]}" / f"{name}.msgpack"
@@ -138,18 +143,30 @@ def _layout(tree):
     return jax.tree.structure(tree), [(np.shape(a), np.asarray(a).dtype) for a in jax.tree.leaves(tree)]
 
 
-def _read(path: Path) -> dict | None:
-    """A stored JSON document, or None when absent or unreadable (then it is recomputed)."""
-    if not path.exists():
-        return None
-    try:
-        document = json.loads(path.read_text())
-        if not isinstance(document, dict):
-            raise ValueError("not a JSON object")
-        return document
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=2)
-        return None
+def _read(path: Path, spec: ExperimentSpec, complete: bool) -> dict | None:
+    """The stored records of ``spec`` (every seed's when ``complete``, else a
+    ``.partial.json``'s), or None when absent, damaged or ill-formed (then recomputed)."""
+    return read_valid(path, lambda p: _checked(json.loads(p.read_bytes()), spec, complete), "cache file")
+
+
+def _checked(document, spec: ExperimentSpec, complete: bool) -> dict:
+    """``document`` if it has the schema of a stored experiment of ``spec``; else ValueError."""
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if document.get("key") != spec.key:
+        raise ValueError("its key is not the experiment's")
+    records, elapsed = document.get("records"), document.get("elapsed_s")
+    if not isinstance(records, list) or not all(
+            isinstance(r, dict) and all(type(r.get(field)) is int for field in ("seed", "n")) for r in records):
+        raise ValueError("records is not a list of objects with integer seed and n")
+    if type(elapsed) not in (int, float) or not elapsed >= 0:
+        raise ValueError("elapsed_s is not a non-negative number")
+    seeds = {r["seed"] for r in records}
+    if not seeds <= set(spec.seeds) or not {r["n"] for r in records} <= set(spec.n_grid):
+        raise ValueError("records of seeds or sizes that the experiment does not have")
+    if complete and seeds != set(spec.seeds):
+        raise ValueError(f"no records of seeds {sorted(set(spec.seeds) - seeds)}")
+    return document
 
 
 def _write(path: Path, document: dict) -> None:

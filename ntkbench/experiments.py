@@ -168,11 +168,22 @@ def _source_digest(target) -> str:
     """Digest of the file that defines ``target`` (its own source where no file holds it, as in
     a notebook) and of the ENGINE_MODULES it imports, transitively."""
     try:
-        file = inspect.getsourcefile(target)
+        file = _source_file(target)
         source = Path(file).read_text() if file and Path(file).is_file() else textwrap.dedent(inspect.getsource(target))
     except (OSError, TypeError) as exc:
         raise ValueError(f"cannot key experiments on {target!r}: its source is unavailable ({exc})") from None
     return _closure_digest((source,))
+
+
+def _source_file(target) -> str | None:
+    """The file that defines ``target``; for a class, that of its own methods (its module's name
+    may since name another module, as pytest's conftest modules share theirs)."""
+    if inspect.isclass(target):
+        codes = (getattr(inspect.unwrap(f), "__code__", None) for f in vars(target).values() if inspect.isfunction(f))
+        files = [code.co_filename for code in codes if code is not None and Path(code.co_filename).is_file()]
+        if files:
+            return files[0]
+    return inspect.getsourcefile(target)
 
 
 @functools.cache

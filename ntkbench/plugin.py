@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ntkbench.live import PROGRESS_PROPERTY
 from ntkbench.session import ROW_PROPERTY, SETTINGS_KEY
 
 
@@ -81,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except (ValueError, OSError) as exc:
         raise pytest.UsageError(f"ntkbench: {exc}") from None
     config.pluginmanager.register(SessionOutputs(config), "ntkbench-outputs")
+    from ntkbench.live import LiveProgress
+
+    config.pluginmanager.register(LiveProgress(config), "ntkbench-live")
 
 
 def _join_processes(config: pytest.Config) -> tuple[int, int]:
@@ -176,6 +180,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
             row = error_row(case, ntkbench_tier, _one_line(exc))
             finish = functools.partial(pytest.fail, row["error"], pytrace=False)
         row.update(ntkbench_references.compare(row))
+        live = request.config.pluginmanager.get_plugin("ntkbench-live")
+        if live is not None and (lines := live.take()):  # a worker's experiment lines travel with the report
+            request.node.user_properties.append((PROGRESS_PROPERTY, json.dumps(lines)))
         if finish is None and (failure := outcome_failure(row, settings["fail_on"], ntkbench_tier.verdicts)):
             finish = functools.partial(pytest.fail, failure, pytrace=False)
         request.node.user_properties.append((ROW_PROPERTY, json.dumps(row)))

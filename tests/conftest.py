@@ -121,4 +121,4 @@ def warm_cache(tiny_run):
 def tiny_pytest_args(tiny_settings, warm_cache) -> list[str]:
     """Options for a pytester run of benchmark modules: tiny tier, the MLP, the warm cache."""
     return ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
-            *(f"--ntkbench-set={setting}" for setting in tiny_settings), f"--ntkbench-cache-dir={warm_cache}"]
+            *(f"--ntkbench-set={setting}" for setting in tiny_settings), f"--ntkbench-cache-dir={warm_cache.parent}"]

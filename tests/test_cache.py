@@ -10,6 +10,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -122,20 +123,56 @@ def test_curve_orders_losses_by_seed_and_n(root, make_spec, runner):
     assert losses.tolist() == [[1 + 1 / 8, 1 + 1 / 16], [1 / 8, 1 / 16]]
 
 
-@pytest.mark.parametrize("damage", [
-    pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
-    pytest.param(lambda data: b"", id="empty"),
-    pytest.param(lambda data: b"\xff\xfe not utf-8", id="binary"),
-    pytest.param(lambda data: b"[]", id="json-but-not-an-object"),
-])
-def test_corrupt_cache_file_is_recomputed_with_a_warning(root, spec, runner, damage):
+def edited(change):
+    """A damage that parses the stored JSON document, changes it in place and writes it back."""
+
+    def damage(data: bytes) -> bytes:
+        document = json.loads(data)
+        change(document)
+        return json.dumps(document).encode()
+
+    return damage
+
+
+DAMAGES = [  # (damage, a regular expression for the problem the warning names)
+    pytest.param(lambda data: data[: len(data) // 2], r"line \d+ column \d+", id="truncated"),
+    pytest.param(lambda data: b"", "Expecting value", id="empty"),
+    pytest.param(lambda data: b"\xff\xfe not utf-8", "Expecting value", id="binary"),
+    pytest.param(lambda data: b"[]", "not a JSON object", id="json-but-not-an-object"),
+    pytest.param(edited(lambda d: d.update(key="0" * 64)), "its key is not the experiment's", id="other-key"),
+    pytest.param(edited(lambda d: d.pop("key")), "its key is not the experiment's", id="no-key"),
+    pytest.param(edited(lambda d: d.update(records={"seed": 0})), "records is not a list", id="records-not-a-list"),
+    pytest.param(edited(lambda d: d["records"].append(3)), "records is not a list of objects",
+                 id="record-not-an-object"),
+    pytest.param(edited(lambda d: d["records"][0].pop("seed")), "with integer seed and n", id="record-without-seed"),
+    pytest.param(edited(lambda d: d["records"][0].update(n="8")), "with integer seed and n", id="n-not-an-integer"),
+    pytest.param(edited(lambda d: d.pop("elapsed_s")), "elapsed_s is not a non-negative number", id="no-elapsed_s"),
+    pytest.param(edited(lambda d: d.update(elapsed_s=-1)), "elapsed_s is not a non-negative", id="negative-elapsed_s"),
+    pytest.param(edited(lambda d: d["records"][0].update(n=9)), "sizes that the experiment does not have",
+                 id="other-n"),
+    pytest.param(edited(lambda d: d["records"][0].update(seed=7)), "seeds or sizes", id="other-seed"),
+]
+
+
+@pytest.mark.parametrize("damage, problem", DAMAGES)
+def test_damaged_cache_file_is_named_in_a_warning_and_recomputed(root, spec, runner, damage, problem, recwarn):
     path = ExperimentCache(root).get(spec).path
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.warns(UserWarning, match="unreadable cache file"):
+    with pytest.warns(UserWarning, match=f"^ignoring damaged cache file {re.escape(str(path))} \\(.*{problem}.*\\); "
+                                         "it is recomputed$"):
         result = ExperimentCache(root).get(spec)
     assert not result.from_cache
     assert runner.seeds == [0, 1, 2] * 2
     assert json.loads(path.read_text())["key"] == spec.key  # repaired on disk
+    recwarn.clear()
+    assert ExperimentCache(root).get(spec).from_cache and not recwarn.list  # once, not on every run
+
+
+def test_complete_file_without_every_seed_is_recomputed(root, spec, runner):
+    path = ExperimentCache(root).get(spec).path
+    path.write_bytes(edited(lambda d: d.update(records=[r for r in d["records"] if r["seed"] != 1]))(path.read_bytes()))
+    with pytest.warns(UserWarning, match=re.escape(f"{path} (no records of seeds [1])")):
+        assert sorted(set(ExperimentCache(root).get(spec).records["seed"])) == [0, 1, 2]
 
 
 def test_interrupted_run_keeps_finished_seeds_and_resumes(root, spec, use_runner):
@@ -156,17 +193,19 @@ def test_interrupted_run_keeps_finished_seeds_and_resumes(root, spec, use_runner
     assert not partial_path(cache, spec).exists()
 
 
-def test_partial_file_of_another_spec_is_not_resumed(root, spec, use_runner):
+@pytest.mark.parametrize("damage, problem", DAMAGES)
+def test_damaged_partial_file_is_named_in_a_warning_and_not_resumed(root, spec, use_runner, damage, problem):
     use_runner(CountingRunner(fail_on_seed=1))
     cache = ExperimentCache(root)
     with pytest.raises(RuntimeError):
         cache.get(spec)
-    # Same file name, different key: the stale partial records must not be reused.
-    stale = json.loads(partial_path(cache, spec).read_text())
-    partial_path(cache, spec).write_text(json.dumps({**stale, "key": "another spec"}))
+    path = partial_path(cache, spec)
+    path.write_bytes(damage(path.read_bytes()))
     resumed = use_runner(CountingRunner())
-    ExperimentCache(root).get(spec)
-    assert resumed.seeds == [0, 1, 2]
+    with pytest.warns(UserWarning, match=f"^ignoring damaged cache file {re.escape(str(path))} .*{problem}"):
+        result = ExperimentCache(root).get(spec)
+    assert resumed.seeds == [0, 1, 2]  # every seed again: the stale partial records are not reused
+    assert sorted(set(result.records["seed"])) == [0, 1, 2] and not path.exists()
 
 
 def test_atomic_write_creates_directories_and_replaces(tmp_path):

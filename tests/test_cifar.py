@@ -4,14 +4,16 @@ Image ``k`` is recognisable after any per-channel standardisation: its red chann
 (255) at flat pixel ``k`` only. Its green value is 4·row + k % 4, its blue 4·col + 2 + k % 3.
 """
 
+import io
 import pickle
+import re
 import zipfile
 
 import numpy as np
 import pytest
 
 from ntkbench.data import load_dataset
-from ntkbench.data.cifar import DataMissingError, _npz_rows, read_cifar5m, read_cifar10
+from ntkbench.data.cifar import DataFileError, DataMissingError, _npz_rows, read_cifar5m, read_cifar10
 from ntkbench.registry import DATASETS
 
 PER_BATCH = 20  # CIFAR-10: 5 batches of 20 images
@@ -213,6 +215,74 @@ def test_cifar5m_pool_too_small_for_the_splits(data_dir):
     write_cifar5m(data_dir, parts=(2,) * 6)
     with pytest.raises(ValueError, match="^pool has 12 samples, 23 needed$"):
         load("cifar5m")
+
+
+# --- damaged files ----------------------------------------------------------------------
+
+def pickled(batch) -> bytes:
+    return pickle.dumps(batch, protocol=2)
+
+
+def npz(compress=False, **arrays) -> bytes:
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def flipped(data: bytes, start: int = 100, stop: int = 200) -> bytes:
+    """``data`` with the bits of ``data[start:stop]`` flipped (by default: in the first member's data)."""
+    return data[:start] + bytes(b ^ 0xFF for b in data[start:stop]) + data[stop:]
+
+
+def batch(data=None, labels=None, **changes) -> dict:
+    """A CIFAR-10 batch of two images (``data``, ``labels``: replacements)."""
+    rows = np.zeros((2, 3072), np.uint8) if data is None else data
+    return {b"data": rows, b"labels": [1, 2] if labels is None else labels, **changes}
+
+
+DAMAGED = [  # (dataset, file, its bytes given the good ones, a regular expression for the problem named)
+    pytest.param("cifar10", "data_batch_3", lambda good: b"junk", "pickle data was truncated", id="junk"),
+    pytest.param("cifar10", "data_batch_3", lambda good: b"h\x00.", "Memo value not found", id="memo-junk"),
+    pytest.param("cifar10", "data_batch_3", lambda good: b"", "Ran out of input", id="empty"),
+    pytest.param("cifar10", "data_batch_3", lambda good: good[: len(good) // 2], "", id="truncated"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled([1, 2]), "no dict of data and labels", id="a-list"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled({b"data": np.zeros((2, 3072), np.uint8)}),
+                 "no dict of data and labels", id="no-labels"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled(batch(np.zeros((2, 3071), np.uint8))),
+                 r"data is uint8 \(2, 3071\), not uint8 rows of 3×32×32 pixels", id="short-rows"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled(batch(np.zeros((2, 3072)))), "data is float64",
+                 id="float-pixels"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled(batch(labels=[1])),
+                 "labels are not 2 classes in 0…9, one per image", id="missing-label"),
+    pytest.param("cifar10", "data_batch_3", lambda good: pickled(batch(labels=[1, 10])), "labels are not 2 classes",
+                 id="label-out-of-range"),
+    pytest.param("cifar5m", "part1.npz", lambda good: b"junk", "File is not a zip file", id="5m-junk"),
+    pytest.param("cifar5m", "part1.npz", lambda good: good[: len(good) // 2], "File is not a zip file",
+                 id="5m-truncated"),
+    pytest.param("cifar5m", "part1.npz", lambda good: flipped(npz(True, X=images(range(40)), Y=np.zeros(40, int))),
+                 "Error -3 while decompressing|Bad CRC-32", id="5m-corrupted-compressed"),
+    pytest.param("cifar5m", "part1.npz", lambda good: npz(X=images(range(40))), "no item named 'Y.npy'", id="5m-no-Y"),
+    pytest.param("cifar5m", "part1.npz", lambda good: npz(X=images(range(40)).astype(np.float32), Y=np.zeros(40, int)),
+                 r"X is float32 \(32, 32, 3\) images, not uint8 32×32×3", id="5m-float-images"),
+    pytest.param("cifar5m", "part1.npz", lambda good: npz(X=np.zeros((40, 32, 32), np.uint8), Y=np.zeros(40, int)),
+                 r"X is uint8 \(32, 32\) images", id="5m-grey-images"),
+    pytest.param("cifar5m", "part1.npz", lambda good: npz(X=images(range(40)), Y=np.zeros(3, int)),
+                 "Y are not 6 classes in 0…9, one per image", id="5m-short-Y"),
+    pytest.param("cifar5m", "part1.npz", lambda good: npz(X=images(range(40)), Y=np.full(40, 12)),
+                 "Y are not 6 classes", id="5m-label-out-of-range"),
+]
+
+
+@pytest.mark.parametrize("name, file, damage, problem", DAMAGED)
+def test_damaged_file_is_a_one_line_error_naming_it(data_dir, name, file, damage, problem):
+    WRITERS[name](data_dir)
+    path = data_dir / EXPECTED[name][0] / file
+    path.write_bytes(damage(path.read_bytes()))
+    what = {"cifar10": "a CIFAR-10 python batch", "cifar5m": r"a CIFAR-5m part \(arrays X and Y\)"}[name]
+    with pytest.raises(DataFileError, match=f"^{re.escape(str(path))} is not {what}: .*{problem}") as info:
+        load(name)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_registered_as_image_datasets():

@@ -3,7 +3,9 @@
 conftest's autouse ``cache_dir`` gives every test its own empty ``$NTKBENCH_CACHE_DIR``.
 """
 
+import io
 import random
+import re
 
 import numpy as np
 import pytest
@@ -82,6 +84,57 @@ def test_mnist1d_cache_file_is_written_then_reused(cache_dir, monkeypatch):
     assert_same_splits(first, load())
     with pytest.raises(AssertionError, match="regenerated"):
         load(seed=1)  # a different pool is not in the cache
+
+
+def saved(**arrays) -> bytes:
+    """The bytes of an .npz file holding ``arrays``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def resaved(change):
+    """A damage that rewrites the pool's arrays as ``change(arrays)`` returns them."""
+
+    def damage(path):
+        with np.load(path) as stored:
+            arrays = dict(stored)
+        return saved(**change(arrays))
+
+    return damage
+
+
+POOL_DAMAGES = [  # (damage: the pool file → its new bytes, a regular expression for the problem named)
+    pytest.param(lambda path: path.read_bytes()[:1000], "File is not a zip file", id="truncated"),
+    pytest.param(lambda path: b"", "No data left in file", id="empty"),
+    pytest.param(lambda path: bytes(4096), "contains pickled", id="zero-filled"),
+    pytest.param(resaved(lambda a: {"x": a["x"], "args": a["args"]}), "y is not a file in the archive", id="no-y"),
+    pytest.param(resaved(lambda a: {**a, "x": a["x"].astype(np.float64)}), "x is not 50 rows of finite float32",
+                 id="x-float64"),
+    pytest.param(resaved(lambda a: {**a, "x": a["x"][:-1]}), "x is not 50 rows", id="x-short"),
+    pytest.param(resaved(lambda a: {**a, "x": np.where(a["x"] > 0, np.nan, a["x"])}), "finite", id="x-nan"),
+    pytest.param(resaved(lambda a: {**a, "y": a["y"] + 10}), "y is not 50 int32 labels in 0…9", id="y-out-of-range"),
+    pytest.param(resaved(lambda a: {**a, "args": np.array('{"seed": 1}')}), "generated with other arguments",
+                 id="other-args"),
+    pytest.param(resaved(lambda a: {**a, "y": a["y"].astype(object)}), "allow_pickle=False", id="pickled-object"),
+]
+
+
+@pytest.mark.parametrize("damage, problem", POOL_DAMAGES)
+def test_damaged_mnist1d_pool_is_named_in_a_warning_and_generated_again(cache_dir, monkeypatch, damage, problem,
+                                                                        recwarn):
+    first = load()  # a pool of 50 samples
+    [path] = (cache_dir / "datasets").glob("mnist1d-*.npz")
+    path.write_bytes(damage(path))
+    generated = []
+    monkeypatch.setattr(mnist1d, "generate", lambda args, real=mnist1d.generate: generated.append(args) or real(args))
+    with pytest.warns(UserWarning, match=f"^ignoring damaged dataset cache file {re.escape(str(path))} "
+                                         f"\\(.*{problem}.*\\); it is recomputed$"):
+        assert_same_splits(first, load())
+    assert len(generated) == 1
+    recwarn.clear()
+    assert_same_splits(first, load())  # the repaired file, without a warning
+    assert len(generated) == 1 and not recwarn.list
 
 
 def test_mnist1d_generation_keeps_global_rng_state(monkeypatch):

@@ -2,7 +2,9 @@
 runners' records."""
 
 import dataclasses
+import importlib.util
 import itertools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from ntkbench import experiments, runners
 from ntkbench.cache import ExperimentCache
 from ntkbench.cases import Case, experiment_spec
 from ntkbench.experiments import KINDS, NotApplicableError
+from ntkbench.registry import ARCHITECTURES, Architecture
 
 NEEDS_N0 = [kind for kind in KINDS if KINDS[kind].needs_n0]
 from ntkbench.train import TrainConfig
@@ -98,6 +101,92 @@ def test_n0_is_part_of_the_key_and_the_network_spec_drops_it(make_spec):
     assert after[8].network().key == make_spec().key
     bf16 = dataclasses.replace(after[8], entk_precision="bf16")  # the network does not depend on it either
     assert bf16.key != after[8].key and bf16.network() == make_spec()
+
+
+# --- the code in the key: the files that define what computes an experiment ----------------
+
+WIDE = """
+import flax.linen as nn
+
+
+class Wide(nn.Module):
+    num_outputs: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.num_outputs)(nn.relu(nn.Dense(8)(x)))
+
+
+def wide(num_outputs):
+    return Wide(num_outputs)
+"""
+
+
+@pytest.mark.parametrize("builder", ["wide", "Wide"], ids=["function", "class"])
+def test_the_key_holds_the_file_that_defines_the_architecture(make_spec, scratch_architectures, tmp_path,
+                                                              monkeypatch, builder):
+    """Editing the forward pass (not the registered builder) changes the keys of that architecture
+    only. The key depends on the file's text, not on where it lies, nor on which module of the
+    same name was imported last (pytest's conftest modules share the name ``conftest``)."""
+
+    def imported(text: str, folder) -> object:
+        folder.mkdir()
+        (folder / "wide_arch.py").write_text(text)
+        module_spec = importlib.util.spec_from_file_location("wide_arch", folder / "wide_arch.py")
+        module = importlib.util.module_from_spec(module_spec)
+        monkeypatch.setitem(sys.modules, "wide_arch", module)
+        module_spec.loader.exec_module(module)
+        return getattr(module, builder)
+
+    def key(build) -> str:
+        ARCHITECTURES._entries["wide"] = Architecture("wide", build)
+        return make_spec(arch="wide", arch_kwargs=()).key
+
+    mlp = make_spec().key
+    first = imported(WIDE, tmp_path / "a")
+    edited = imported(WIDE.replace("nn.relu", "nn.tanh"), tmp_path / "b")  # now sys.modules["wide_arch"]
+    assert key(first) != key(edited)
+    assert key(first) == key(imported(WIDE, tmp_path / "c"))
+    assert make_spec().key == mlp
+
+
+@pytest.fixture
+def fresh_digests():
+    """Source digests computed afresh in the test, and again after it."""
+    experiments._source_digest.cache_clear()
+    experiments._context_digest.cache_clear()
+    yield
+    experiments._source_digest.cache_clear()
+    experiments._context_digest.cache_clear()
+
+
+def every_kind(make_spec) -> dict:
+    trained = make_spec().train
+    return {kind: make_spec(kind, **({"n0": 8, "train": trained} if experiments.KINDS[kind].needs_n0 else {}))
+            for kind in experiments.KINDS}
+
+
+@pytest.mark.parametrize("module, changed", [
+    pytest.param("ntkbench.travel", {"entk_evolution"}, id="evolution-only"),
+    pytest.param("ntkbench.layer_factors", set(experiments.KINDS), id="imported-through-kernels"),
+    pytest.param("ntkbench.data.splits", set(experiments.KINDS), id="imported-by-the-dataset"),
+])
+def test_the_key_holds_the_engine_modules_its_code_imports(make_spec, monkeypatch, fresh_digests, module, changed):
+    before = {kind: spec.key for kind, spec in every_kind(make_spec).items()}
+    source = experiments._module_source
+    monkeypatch.setattr(experiments, "_module_source",
+                        lambda name: source(name) + ("# edited\n" if name == module else ""))
+    experiments._source_digest.cache_clear()
+    experiments._context_digest.cache_clear()
+    after = {kind: spec.key for kind, spec in every_kind(make_spec).items()}
+    assert {kind for kind in before if after[kind] != before[kind]} == changed
+
+
+def test_engine_imports_are_found_anywhere_in_a_file():
+    source = "import numpy\nimport ntkbench.train\n\ndef f():\n    from ntkbench.kernels import entk_gram\n" \
+             "    from ntkbench import regression, storage\n    from ntkbench.models.layers import ScaledDense\n"
+    assert experiments._engine_imports(source) == {"ntkbench.train", "ntkbench.kernels", "ntkbench.regression",
+                                                   "ntkbench.models.layers"}
 
 
 def test_unknown_entk_precision_is_rejected(make_spec):

@@ -13,29 +13,59 @@ Images are scaled to [0, 1] and standardised per channel with the mean and stand
 deviation of the training split; ``classes`` keeps a subset of the classes (two for a
 binary task), relabelled 0…k−1. ``seed`` shuffles the pool before it is cut (for CIFAR-5m
 the pool is the first rows the run needs, so seeds share images). The names and sizes of
-the files are part of the experiment cache key.
+the files are part of the experiment cache key. A file that is damaged or not in its format
+raises a one-line :class:`DataFileError` naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ntkbench.data.splits import Splits, centred_one_hot
 from ntkbench.registry import register_dataset
-from ntkbench.storage import DATA_ENV
+from ntkbench.storage import DATA_ENV, one_line
 
 CIFAR10_DIR, CIFAR10_FILES = "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR5M_DIR, CIFAR5M_FILES = "cifar5m", tuple(f"part{i}.npz" for i in range(6))
 NUM_CLASSES = 10
+#: What reading a file not in its format raises (unpickling junk can raise any of these).
+UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, LookupError,
+              TypeError, AttributeError, ImportError)
 
 
 class DataMissingError(FileNotFoundError):
     """A dataset's files are not where they should be; the message says what to put where."""
+
+
+class DataFileError(ValueError):
+    """A dataset's file is damaged or not in its format; the message names the file."""
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn any failure to read ``path`` into one DataFileError naming it and ``what`` it should be."""
+    try:
+        yield
+    except UNREADABLE as exc:
+        raise DataFileError(f"{path} is not {what}: {one_line(exc)}") from None
+
+
+def _check(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ValueError(problem)
+
+
+def _check_labels(labels: np.ndarray, images: np.ndarray, name: str) -> None:
+    _check(labels.shape == (len(images),) and np.isin(labels, np.arange(NUM_CLASSES)).all(),
+           f"{name} are not {len(images)} classes in 0…{NUM_CLASSES - 1}, one per image")
 
 
 def data_root() -> Path:
@@ -57,10 +87,15 @@ def read_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
     paths = _require(root / CIFAR10_DIR, CIFAR10_FILES, "the python version of CIFAR-10")
     images, labels = [], []
     for path in paths:
-        with path.open("rb") as handle:
+        with _reading(path, "a CIFAR-10 python batch"), path.open("rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[b"labels"], np.int64))
+            _check(isinstance(batch, dict) and {b"data", b"labels"} <= set(batch), "no dict of data and labels")
+            data, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+            _check(data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3 * 32 * 32,
+                   f"data is {data.dtype} {data.shape}, not uint8 rows of 3×32×32 pixels")
+            _check_labels(y, data, "labels")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(y.astype(np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -71,7 +106,7 @@ def _npz_rows(path: Path, key: str, count: int) -> np.ndarray:
         shape, fortran, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
                                  else np.lib.format.read_array_header_2_0(handle))
         if fortran:
-            raise ValueError(f"{path}: {key} is stored in Fortran order")
+            raise ValueError(f"{key} is stored in Fortran order")
         count = min(count, shape[0])
         row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         return np.frombuffer(handle.read(count * row), dtype).reshape(count, *shape[1:])
@@ -84,7 +119,11 @@ def read_cifar5m(root: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     for path in paths:
         if remaining <= 0:
             break
-        x, y = _npz_rows(path, "X", remaining), _npz_rows(path, "Y", remaining)
+        with _reading(path, "a CIFAR-5m part (arrays X and Y)"):
+            x, y = _npz_rows(path, "X", remaining), _npz_rows(path, "Y", remaining)
+            _check(x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3), f"X is {x.dtype} {x.shape[1:]} images, "
+                   "not uint8 32×32×3")
+            _check_labels(y, x, "Y")
         images.append(x)
         labels.append(y.astype(np.int64))
         remaining -= len(x)

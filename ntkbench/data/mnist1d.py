@@ -12,7 +12,7 @@ import numpy as np
 
 from ntkbench.data.splits import Splits, centred_one_hot
 from ntkbench.registry import register_dataset
-from ntkbench.storage import atomic_write_bytes, cache_root, locked
+from ntkbench.storage import atomic_write_bytes, cache_root, locked, read_valid, require_writable
 
 NUM_CLASSES = 10
 
@@ -42,19 +42,35 @@ def generate(args: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cached_pool(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The generated pool, from the cache when present (keyed by the generation args)."""
+    """The generated pool, from the cache when present (keyed by the generation args); a
+    damaged cache file is named in a warning and generated again."""
     args = generation_args(num_samples, seed)
     digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_root() / "datasets" / f"mnist1d-{digest}.npz"
-    with locked(path):
-        if path.exists():
-            with np.load(path) as stored:
-                return stored["x"], stored["y"]
+    with locked(path) as writable:
+        stored = read_valid(path, lambda p: read_pool(p, args), "dataset cache file")
+        if stored is not None:
+            return stored
+        require_writable(writable, path)
         x, y = generate(args)
         buffer = io.BytesIO()
         np.savez(buffer, x=x, y=y, args=json.dumps(args))
         atomic_write_bytes(path, buffer.getvalue())
         return x, y
+
+
+def read_pool(path, args: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A stored pool, checked against ``args``; ValueError when it is not the pool they make."""
+    with np.load(path) as stored:
+        x, y, stored_args = stored["x"], stored["y"], stored["args"]
+    size = args["num_samples"]
+    if stored_args.shape != () or json.loads(str(stored_args)) != json.loads(json.dumps(args)):
+        raise ValueError("generated with other arguments")
+    if x.dtype != np.float32 or x.ndim != 2 or len(x) != size or not np.isfinite(x).all():
+        raise ValueError(f"x is not {size} rows of finite float32 signals")
+    if y.dtype != np.int32 or y.shape != (size,) or not np.isin(y, np.arange(NUM_CLASSES)).all():
+        raise ValueError(f"y is not {size} int32 labels in 0…{NUM_CLASSES - 1}")
+    return x, y
 
 
 @register_dataset("mnist1d")
