@@ -244,3 +244,12 @@ def test_unknown_dataset_lists_known_names():
     assert message == f"unknown dataset 'cifar-1d'; known: {', '.join(DATASETS.names())}"
     assert "mnist1d" in message and "teacher" in message
     assert isinstance(info.value, KeyError)
+
+
+def test_a_pool_too_large_to_generate_in_minutes_is_a_one_line_error_before_generating(monkeypatch):
+    from ntkbench.data import mnist1d
+
+    monkeypatch.setattr(mnist1d, "cached_pool", lambda *a: pytest.fail("generation started"))
+    with pytest.raises(ValueError, match=r"^mnist1d: 10,009,216 samples asked for \(training pool 8,192, "
+                                         r"validation 10,000,000, test 1,024\); generating more than 1,000,000"):
+        mnist1d.load_mnist1d(8192, 10_000_000, 1024)

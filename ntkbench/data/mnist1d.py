@@ -15,6 +15,8 @@ from ntkbench.registry import register_dataset
 from ntkbench.storage import atomic_write_bytes, cache_root, locked, read_valid, require_writable
 
 NUM_CLASSES = 10
+# generation runs at ~2,500 samples per second on one core: a million takes ~7 minutes
+MAX_SAMPLES = 1_000_000
 
 
 def generation_args(num_samples: int, seed: int) -> dict:
@@ -77,6 +79,10 @@ def read_pool(path, args: dict) -> tuple[np.ndarray, np.ndarray]:
 def load_mnist1d(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Splits:
     """Train/validation/test splits drawn without overlap from one generated pool."""
     total = n_train + n_val + n_test
+    if total > MAX_SAMPLES:
+        raise ValueError(f"mnist1d: {total:,} samples asked for (training pool {n_train:,}, validation {n_val:,}, "
+                         f"test {n_test:,}); generating more than {MAX_SAMPLES:,} would take over 7 minutes "
+                         "(~2,500 per second): lower n_grid, pool_factor, n_val or n_test")
     num_samples = NUM_CLASSES * math.ceil(total / NUM_CLASSES)
     x, y = cached_pool(num_samples, seed)
     return Splits.from_pool(x, centred_one_hot(y, NUM_CLASSES), y, n_train, n_val, n_test)
