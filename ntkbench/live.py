@@ -23,6 +23,7 @@ class LiveProgress:
         self.config = config
         self.worker = hasattr(config, "workerinput")
         self.pending: list[str] = []
+        self.planned = False
         progress.subscribe(self.line)
 
     def line(self, text: str) -> None:
@@ -65,8 +66,8 @@ class LiveProgress:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
-        if not getattr(self, "_planned", False):
-            self._planned = True
+        if not self.planned:  # every worker reports its collection; the plan is said once
+            self.planned = True
             workers = self.config.getoption("numprocesses", None)
             self.write(f"ntkbench plan: {len(ids)} tests on {workers} workers; each case's experiment lines "
                        "follow when it finishes")

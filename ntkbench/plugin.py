@@ -209,8 +209,9 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 def _one_line(exc: BaseException) -> str:
     from ntkbench.kernels import out_of_memory  # a case has run: jax is loaded
+    from ntkbench.storage import one_line
 
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc)
     if out_of_memory(exc):
         text = f"out of memory: {text[:200]} (lower the tier or the kernel block size)"
     return f"{type(exc).__name__}: {text}"
