@@ -72,6 +72,9 @@ class ExperimentCache:
         partial_path = path.with_suffix(".partial.json")
         partial = _read(partial_path, spec, complete=False) or {"key": spec.key, "records": [], "elapsed_s": 0.0}
         done = {r["seed"] for r in partial["records"]}
+        if done:
+            progress.report(f"ntkbench: resuming {spec.label}: seeds {', '.join(map(str, sorted(done)))} "
+                            f"from {partial_path}")
         context = Context(spec, self)
         for seeds in seed_groups(context, [seed for seed in spec.seeds if seed not in done]):
             start = time.perf_counter()

@@ -29,7 +29,13 @@ def settings(config: pytest.Config) -> dict:
     option = config.getoption
     tier = get_tier(option("ntkbench_tier")).with_overrides(option("ntkbench_set"))
     if option("ntkbench_data_dir"):  # read by the loaders, here and in xdist workers (inherited)
-        os.environ[DATA_ENV] = str(Path(option("ntkbench_data_dir")).expanduser().resolve())
+        data = Path(option("ntkbench_data_dir")).expanduser().resolve()
+        if not data.is_dir():
+            raise ValueError(f"--ntkbench-data-dir {option('ntkbench_data_dir')}: no such directory ({data})")
+        os.environ[DATA_ENV] = str(data)
+    cache = option("ntkbench_cache_dir")
+    if cache and (config.invocation_params.dir / Path(cache).expanduser()).is_file():
+        raise ValueError(f"--ntkbench-cache-dir {cache}: not a directory")
     fail_on = {name.strip() for name in option("ntkbench_fail_on").split(",") if name.strip()} - {"none"}
     if fail_on - set(FAIL_ON):
         raise ValueError(f"--ntkbench-fail-on: unknown {', '.join(sorted(fail_on - set(FAIL_ON)))}; "

@@ -1,5 +1,7 @@
 """A run you can watch: the plan at the start and a line per experiment, in plain output
-(no ``-s``) and under pytest-xdist."""
+(no ``-s``); under pytest-xdist, see test_session."""
+
+import shutil
 
 import pytest
 
@@ -24,33 +26,29 @@ def test_an_experiment_line_says_what_which_seeds_and_sizes_and_how_long():
 
 
 @pytest.fixture
-def run(pytester, tiny_settings, tmp_path):
-    """``run(*args)``: pytest on C1 for the MLP, tiny tier, a cache of its own, in a subprocess."""
+def run(pytester, tiny_pytest_args, warm_cache):
+    """``run(*args)``: pytest on C1 for the MLP, tiny tier, on a copy of the warm cache
+    without the eNTK experiment (computed by the first run), captured as on a terminal."""
     pytester.makepyfile(test_c1=BENCHMARK)
-    cache = tmp_path / "cache"
+    cache = shutil.copytree(warm_cache.parent, pytester.path / "cache")
+    for path in (cache / "experiments").glob("entk_init-*"):
+        path.unlink()
 
     def run_pytest(*args):
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
-                                             *(f"--ntkbench-set={s}" for s in tiny_settings),
-                                             f"--ntkbench-cache-dir={cache}", "--ntkbench-plots=none", *args)
+        return pytester.runpytest_inprocess(*tiny_pytest_args, f"--ntkbench-cache-dir={cache}",
+                                            "--ntkbench-plots=none", *args)
     return run_pytest
 
 
 def test_plain_output_shows_the_plan_then_each_experiment_as_it_is_computed_or_loaded(run):
     first = run()
     first.assert_outcomes(passed=2)
-    first.stdout.fnmatch_lines(["ntkbench plan: 2 cases need 2 experiments: 0 cached, 2 to compute",
-                                "ntkbench: computed nn:mlp/mnist1d@* seed 0, n 64–256: * s",
-                                "ntkbench: computed nn:mlp/mnist1d@* seed 1, n 64–256: * s",
-                                "ntkbench: computed entk_init:mlp/mnist1d@* seed 0, n 64–256: * s"])
+    first.stdout.fnmatch_lines(["ntkbench plan: 2 cases need 2 experiments: 1 cached, 1 to compute",
+                                "ntkbench: loaded nn:mlp/mnist1d@* seeds 0–1, n 64–256: * s",
+                                "ntkbench: computed entk_init:mlp/mnist1d@* seed 0, n 64–256: * s",
+                                "ntkbench: computed entk_init:mlp/mnist1d@* seed 1, n 64–256: * s"])
     again = run()
     again.stdout.fnmatch_lines(["ntkbench plan: 2 cases need 2 experiments: 2 cached, 0 to compute",
-                                "ntkbench: loaded nn:mlp/mnist1d@* seeds 0–1, n 64–256: * s"])
+                                "ntkbench: loaded nn:mlp/mnist1d@* seeds 0–1, n 64–256: * s",
+                                "ntkbench: loaded entk_init:mlp/mnist1d@* seeds 0–1, n 64–256: * s"])
     assert not [line for line in again.outlines if "ntkbench: computed" in line]
-
-
-def test_under_xdist_the_workers_lines_reach_the_terminal(run):
-    result = run("-n", "2")
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["ntkbench plan: 2 tests on 2 workers*",
-                                 "ntkbench: * nn:mlp/mnist1d@* n 64–256: * s"])

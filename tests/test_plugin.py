@@ -15,8 +15,8 @@ import pytest
 # ntkbench.cases also registers the built-in architectures named below.
 import ntkbench.cases  # noqa: F401
 import ntkbench.plugin  # noqa: F401
-from ntkbench.registry import ARCHITECTURES
 from ntkbench.report import format_leaderboard, leaderboard_frame
+from pytest_output import leaderboard_section
 
 BENCHMARK = """
 import pytest
@@ -42,14 +42,6 @@ def run(pytester, tiny_pytest_args):
     return run_pytest
 
 
-def leaderboard_section(result) -> list[str]:
-    """The lines from the leaderboard's title up to the next ``=`` separator."""
-    lines = result.outlines
-    start = next(i for i, line in enumerate(lines) if "ntkbench leaderboard (tier: smoke)" in line)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines))
-    return lines[start:end]
-
-
 def table_rows(lines: list[str]) -> dict[tuple, dict[str, str]]:
     """Leaderboard table rows by (claim, case, metric): {column: cell}, without the source column."""
     table = lines[:lines.index("")] if "" in lines else lines  # the verdict summary follows a blank line
@@ -66,22 +58,6 @@ def leaderboard_rows(result) -> dict[tuple, list[str]]:
 
 def source_statuses(result) -> list[str]:
     return re.findall(r"\b(cached|computed)\b", "\n".join(leaderboard_section(result)))
-
-
-def failure_bodies(result) -> dict[str, list[str]]:
-    """The text of each failure in the FAILURES section (captured output left out), by test id."""
-    bodies, current = {}, None
-    lines = result.outlines
-    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ FAILURES =+", line))
-    for line in lines[start + 1:]:
-        header = re.fullmatch(r"_{3,} (\S+) _{3,}", line)
-        if header:
-            current = bodies.setdefault(header.group(1), [])
-        elif line.startswith("=") or re.match(r"-+ Captured", line):
-            current = None
-        elif current is not None and line.strip():
-            current.append(line)
-    return bodies
 
 
 def test_leaderboard_has_one_row_per_case(run, tiny_run):
@@ -104,39 +80,6 @@ def test_second_run_loads_the_experiments_from_the_cache(run, warm_cache):
     assert result.ret == 0
     assert set(source_statuses(result)) == {"cached"}
     assert {path: path.stat().st_mtime_ns for path in warm_cache.glob("*.json")} == stored
-
-
-def test_xdist_prints_the_same_leaderboard_as_a_serial_run(run):
-    serial, parallel = run("-n", "0"), run("-n", "2", subprocess=True)
-    parallel.assert_outcomes(passed=2)
-    assert "2 workers" in parallel.stdout.str()
-    assert leaderboard_rows(parallel) == leaderboard_rows(serial)
-    assert sorted(leaderboard_rows(parallel)) == MLP_KEYS
-
-
-@pytest.mark.parametrize("args, failing, message, passed", [
-    pytest.param(["--ntkbench-arch=mlp,nosucharch"], ["nosucharch-mnist1d-test_error", "nosucharch-mnist1d-test_mse"],
-                 re.escape("UnknownNameError: unknown architecture 'nosucharch'; known: " + ", ".join(ARCHITECTURES.names())),
-                 2, id="unknown-architecture"),
-    pytest.param(["--ntkbench-set=learning_rate=1e6"], ["mlp-mnist1d-test_error", "mlp-mnist1d-test_mse"],
-                 r"DivergedError: training diverged by step \d+: train loss .* with adam at learning rate 1e\+06",
-                 0, id="diverged"),
-])
-def test_failing_case_fails_in_one_line_and_gets_an_error_row(run, args, failing, message, passed):
-    result = run(*args)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(passed=passed, failed=len(failing))
-    assert "Traceback" not in result.stdout.str()
-    bodies = failure_bodies(result)
-    assert sorted(bodies) == sorted(f"test_c1[{test_id}]" for test_id in failing)
-    for body in bodies.values():
-        assert len(body) == 1 and re.fullmatch(message, body[0]), body
-    rows = leaderboard_rows(result)
-    assert len(rows) == passed + len(failing)
-    error_rows = [key for key, cells in rows.items() if cells["verdict"] == "error"]
-    assert len(error_rows) == len(failing)
-    assert all(cells["verdict"] in VERDICTS for key, cells in rows.items() if key not in error_rows)
-    assert all(re.search(message, line) for line in leaderboard_section(result) if "| error " in line)
 
 
 TWINLESS_CONFTEST = """
@@ -173,30 +116,6 @@ def test_architecture_without_a_twin_is_skipped_with_a_not_applicable_row(pytest
     assert all(message in line for line in leaderboard_section(result) if "| not applicable " in line)
 
 
-@pytest.mark.parametrize("option, message", [
-    ("--ntkbench-tier=bogus", "invalid choice: 'bogus'"),
-    ("--ntkbench-set=nosuchkey=1", "ERROR: ntkbench: unknown override 'nosuchkey'; known: "),
-    ("--ntkbench-set=learning_rate", "ERROR: ntkbench: override 'learning_rate' is not KEY=VALUE"),
-    ("--ntkbench-set=optimizer=rmsprop", "ERROR: ntkbench: unknown optimizer 'rmsprop'"),
-    ("--ntkbench-set=max_steps=abc", "ERROR: ntkbench: .*max_steps"),
-    ("--ntkbench-set=nosucharch.width=3",
-     "ERROR: ntkbench: --ntkbench-set nosucharch.…: unknown architecture 'nosucharch'; known: .*mlp"),
-    ("--ntkbench-set=mlp.nosuch=3",
-     "ERROR: ntkbench: --ntkbench-set mlp.nosuch: mlp takes no keyword 'nosuch'; known: depth, width, parameterization"),
-    ("--ntkbench-set=mlp.width=-1", "ERROR: ntkbench: mlp: width must be an integer ≥ 1, got -1"),
-    ("--ntkbench-plots=test_c1.py/plots", "ERROR: ntkbench: cannot write the figures to .*test_c1.py/plots/small: "),
-    ("--ntkbench-report=test_c1.py/report", "ERROR: ntkbench: cannot write the report to test_c1.py/report: "),
-], ids=["bogus-tier", "unknown-key", "no-equals-sign", "unknown-optimizer", "non-integer-steps", "unknown-arch",
-        "unknown-arch-keyword", "negative-width", "unwritable-plots", "unwritable-report"])
-def test_bad_option_is_a_one_line_usage_error(pytester, option, message):
-    pytester.makepyfile(test_c1=BENCHMARK)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", option)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.errlines if re.search(message, line)]
-    assert len(errors) == 1, result.errlines
-    assert "INTERNALERROR" not in result.stderr.str() and "Traceback" not in result.stderr.str()
-
-
 def test_plugin_does_not_import_jax_until_a_case_runs(pytester):
     """As plugin.py's docstring promises: ntkbench is a pytest11 plugin, so it loads in every
     pytest run of its environment, which must not pay for (or be changed by) importing jax."""
@@ -211,18 +130,12 @@ def test_plugin_does_not_import_jax_until_a_case_runs(pytester):
 
 
 @pytest.mark.parametrize("verdict", ["holds", "inconclusive"])
-def test_a_control_off_its_expected_verdict_fails(pytester, verdict):
+def test_a_control_off_its_expected_verdict_fails(pytester, monkeypatch, verdict):
     """Controls must be able to say no: a control row whose verdict is not the expected one
     fails its test ("inconclusive" too), at a tier that decides verdicts; at the smoke tier,
     which does not, the row is reported and the test passes."""
-    pytester.makeconftest("""
-import ntkbench.cases as cases
-
-def fake_run_case(case, tier, cache):
-    return {**cases.base_row(case, tier), "verdict": "VERDICT", "error": ""}
-
-cases.run_case = fake_run_case
-""".replace("VERDICT", verdict))
+    monkeypatch.setattr(ntkbench.cases, "run_case", lambda case, tier, cache: {
+        **ntkbench.cases.base_row(case, tier), "verdict": verdict, "error": ""})
     pytester.makepyfile(test_controls_holding="""
 import pytest
 
@@ -232,12 +145,12 @@ def test_control(ntkbench_case, ntkbench_evaluate):
     ntkbench_evaluate(ntkbench_case)
 """)
     options = ("-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-plots=none")
-    result = pytester.runpytest_subprocess(*options, "--ntkbench-set=verdicts=True")
+    result = pytester.runpytest_inprocess(*options, "--ntkbench-set=verdicts=True")
     outcomes = result.parseoutcomes()
     positive = 2 if verdict == "holds" else 0  # the feature_target control (two metrics) expects "holds"
     assert outcomes.get("failed", 0) >= 1 and outcomes.get("passed", 0) == positive
     result.stdout.fnmatch_lines([f"*control C1:lazy came out '{verdict}'*the suite cannot tell this case apart*"])
-    assert "failed" not in pytester.runpytest_subprocess(*options).parseoutcomes()
+    assert "failed" not in pytester.runpytest_inprocess(*options).parseoutcomes()
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 26447184384 bytes."),

@@ -107,28 +107,6 @@ def test_update_rewrites_drifted_rows_and_a_partial_run_keeps_the_rest(run, refe
     assert set(statuses(run(PERTURBED, "--ntkbench-fail-on=drift")).values()) == {"match"}
 
 
-@pytest.mark.parametrize("extra", [[], ["--ntkbench-update-references"]], ids=["compare", "update"])
-def test_truncated_reference_table_is_a_one_line_error_and_stays_unchanged(run, references, extra):
-    data = references.read_bytes()
-    references.write_bytes(data[:len(data) - 40])  # cut inside the last row
-    truncated = references.read_bytes()
-    result = run(*extra)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.errlines if line.startswith("ERROR:")]
-    assert len(errors) == 1
-    assert errors[0] == f"ERROR: ntkbench: {references}, line 5: the file ends inside this row (truncated?)"
-    assert references.read_bytes() == truncated
-
-
-def test_reference_from_an_unknown_claim_names_file_and_line(run, references):
-    lines = references.read_text().splitlines(keepends=True)
-    lines[2] = lines[2].replace("C1,", "C9,", 1)
-    references.write_text("".join(lines))
-    result = run()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: ntkbench: {references}, line 3: unknown claim 'C9'; known: *"])
-
-
 def test_references_of_another_device_kind_are_compared_and_flagged(run, references, pytester):
     gpu = references.with_name("smoke-gpu.csv")
     gpu.write_text(references.read_text().replace(",smoke,cpu,", ",smoke,gpu,"))
@@ -147,18 +125,6 @@ def test_fail_on_unexpected_fails_claims_that_do_not_hold(run):
     result.stdout.fnmatch_lines(["*C1 expected 'holds', got '*'*"])
 
 
-@pytest.mark.parametrize("option, message", [
-    ("--ntkbench-fail-on=drift,bogus", "--ntkbench-fail-on: unknown bogus"),
-    ("--ntkbench-report=conftest.py/out", "cannot write the report to conftest.py/out"),
-], ids=["unknown-outcome", "report-directory"])
-def test_bad_session_option_is_a_one_line_usage_error(run, pytester, option, message):
-    pytester.makeconftest("")
-    result = run(option)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.errlines if line.startswith("ERROR:")]
-    assert len(errors) == 1 and errors[0].startswith(f"ERROR: ntkbench: {message}")
-
-
 def test_report_and_run_record(run, pytester):
     result = run("--ntkbench-report=out", "--ntkbench-save-run")
     assert result.ret == 0
@@ -173,11 +139,12 @@ def test_report_and_run_record(run, pytester):
     assert "mlp/mnist1d" in html and 'src="http' not in html
 
 
-def test_xdist_writes_the_same_results_as_a_serial_run(run, pytester):
+def test_xdist_writes_the_same_results_as_a_serial_run_and_shows_the_workers_lines(run, pytester):
     serial = run("-n", "0", "--ntkbench-report=serial")
     parallel = run("-n", "2", "--ntkbench-report=parallel", subprocess=True)
     assert serial.ret == parallel.ret == 0
-    assert "2 workers" in parallel.stdout.str()
+    # the plan, then the workers' experiment lines reach the terminal
+    parallel.stdout.fnmatch_lines(["ntkbench plan: * tests on 2 workers*", "ntkbench: loaded nn:mlp/mnist1d@* n 64–256: * s"])
     assert parallel.stdout.str().count("ntkbench leaderboard (tier: smoke)") == 1
     results = [json.loads((pytester.path / d / "results.json").read_text())["results"] for d in ("serial", "parallel")]
     assert results[0] == results[1] and len(results[0]) == 4
@@ -207,12 +174,6 @@ def test_pin_worker_gpu_round_robin(monkeypatch, visible, worker, chosen):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert pin_worker_gpu(worker) == chosen
     assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == chosen
-
-
-def test_a_mistyped_references_directory_is_a_usage_error(run, pytester):
-    result = run("--ntkbench-references=refrence_results")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ntkbench: --ntkbench-references refrence_results: no such directory (*)"])
 
 
 def test_without_a_reference_table_every_row_is_new_and_said_so(run):
