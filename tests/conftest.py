@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import shutil
+import tempfile
 import types
 
 import pytest
@@ -17,6 +20,25 @@ from ntkbench.storage import CACHE_ENV
 # Tier overrides that shrink the smoke tier to a couple of seconds per experiment.
 TINY_SETTINGS = ("n_grid=(64,128,192,256)", "n_val=64", "n_test=64", "seeds=(0,1)", "max_steps=400",
                  "eval_every=5", "patience=40", "after_n0=(64,)", "mlp.width=16")
+
+
+JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+    """One jax compilation cache for the whole run: the xdist workers and the sessions the
+    tests start in subprocesses (which inherit the environment) compile each program once.
+    Compiled programs only: every test still computes its numbers (the same ones, bit for
+    bit). Left alone when the environment names a cache of its own."""
+    if JAX_CACHE_ENV not in os.environ and not hasattr(config, "workerinput"):
+        config.ntkbench_jax_cache = os.environ[JAX_CACHE_ENV] = tempfile.mkdtemp(prefix="ntkbench-tests-jax-")
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "ntkbench_jax_cache", None):
+        shutil.rmtree(os.environ.pop(JAX_CACHE_ENV), ignore_errors=True)
+        os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
 
 
 @pytest.fixture(autouse=True)
