@@ -57,9 +57,10 @@ def pytest_command(tmp_path: Path, *extra: str) -> list[str]:
             "-p", "no:cacheprovider", "-q", *extra]
 
 
-def test_two_processes_split_the_experiments_and_print_the_same_leaderboard(tmp_path):
+def test_two_processes_split_the_experiments_and_print_the_same_leaderboard(tmp_path, tiny_settings):
     address = f"localhost:{free_port()}"
-    runs = [subprocess.Popen(pytest_command(tmp_path, f"--ntkbench-distributed={address},2,{index}",
+    tiny = [f"--ntkbench-set={setting}" for setting in tiny_settings]
+    runs = [subprocess.Popen(pytest_command(tmp_path, *tiny, f"--ntkbench-distributed={address},2,{index}",
                                             f"--ntkbench-report={tmp_path / f'report{index}'}"),
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for index in range(2)]
@@ -75,7 +76,7 @@ def test_two_processes_split_the_experiments_and_print_the_same_leaderboard(tmp_
 
     assert leaderboard(outputs[0]) == leaderboard(outputs[1])
     # one process on the shared cache afterwards: nothing left to compute, the same rows
-    single = subprocess.run(pytest_command(tmp_path, f"--ntkbench-report={tmp_path / 'single'}"),
+    single = subprocess.run(pytest_command(tmp_path, *tiny, f"--ntkbench-report={tmp_path / 'single'}"),
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stdout[-3000:]
     assert "(computed" not in single.stdout

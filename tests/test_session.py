@@ -144,7 +144,8 @@ def test_xdist_writes_the_same_results_as_a_serial_run_and_shows_the_workers_lin
     parallel = run("-n", "2", "--ntkbench-report=parallel", subprocess=True)
     assert serial.ret == parallel.ret == 0
     # the plan, then the workers' experiment lines reach the terminal
-    parallel.stdout.fnmatch_lines(["ntkbench plan: * tests on 2 workers*", "ntkbench: loaded nn:mlp/mnist1d@* n 64–256: * s"])
+    parallel.stdout.fnmatch_lines(["ntkbench plan: * tests on 2 workers*",
+                                   "ntkbench: loaded nn:mlp/mnist1d@* n 64–256: * s"])
     assert parallel.stdout.str().count("ntkbench leaderboard (tier: smoke)") == 1
     results = [json.loads((pytester.path / d / "results.json").read_text())["results"] for d in ("serial", "parallel")]
     assert results[0] == results[1] and len(results[0]) == 4
