@@ -8,8 +8,8 @@ architecture's stax twin has, as its analytic NTK, the limit of the flax model's
 """
 
 import functools
-import re
 import inspect
+import re
 
 import flax.linen as nn
 import jax
@@ -37,7 +37,8 @@ def one_per_builder(names: list[str]) -> list[str]:
     builder, on its smallest network."""
     seen, kept = set(), []
     for name in sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]):
-        code = ARCHITECTURES.get(name).build.__code__
+        build = ARCHITECTURES.get(name).build
+        code = getattr(build, "__code__", build)  # a class or partial: itself
         if code not in seen:
             seen.add(code)
             kept.append(name)
