@@ -140,7 +140,7 @@ TWO_DEVICES = textwrap.dedent("""
     from ntkbench.kernels import entk_gram
     from ntkbench.models import build_model
     assert jax.local_device_count() == 2, jax.devices()
-    model = build_model("cnn1d", 3, width=4)
+    model = build_model("mlp", 3, width=4)
     x = np.random.default_rng(0).normal(size=(13, 10)).astype(np.float32)
     params = model.init(jax.random.PRNGKey(0), x[:1])
     engine = JacobianEngine(model, params)
