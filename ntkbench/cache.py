@@ -6,6 +6,12 @@ key makes concurrent pytest-xdist workers wait for each other instead of computi
 experiment twice; within a process, results are also kept in memory. Every file is checked
 against the schema of a stored experiment when it is read: a damaged or ill-formed one is
 named in a warning and recomputed. A cache in a read-only directory is read without locks.
+
+An experiment's files (its records, and the parameters and predictions it stored) can also
+be read and written as a whole (:meth:`ExperimentCache.files`, :meth:`ExperimentCache.store`):
+that is how a scheduler's workers hand their results to the one process that writes the
+cache. A cache that only ``collects`` computes nothing: a missing experiment raises
+:class:`NotInCacheError`.
 """
 
 from __future__ import annotations
@@ -41,11 +47,17 @@ class ExperimentResult:
         return list(self.spec.n_grid), table.to_numpy(dtype=float)
 
 
+class NotInCacheError(LookupError):
+    """An experiment that a collecting cache does not hold (complete)."""
+
+
 class ExperimentCache:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, collect: bool = False):
         self.root = Path(root) if root is not None else cache_root() / "experiments"
+        self.collect = collect
         self._memory: dict[str, ExperimentResult] = {}
         self.computed: list[str] = []  # keys computed (not loaded) by this instance
+        self.failures: dict[str, BaseException] = {}  # key → why it failed elsewhere (a scheduler's worker)
 
     def path(self, spec: ExperimentSpec) -> Path:
         return self.root / f"{spec.kind}-{spec.key[:20]}.json"
@@ -54,7 +66,11 @@ class ExperimentCache:
         """The experiment's result: from memory, from disk, or computed now (and stored)."""
         if spec.key in self._memory:
             return self._memory[spec.key]
+        if spec.key in self.failures:
+            raise self.failures[spec.key]
         path = self.path(spec)
+        if self.collect:
+            return self._collected(spec, path)
         with locked(path) as writable:
             stored = _read(path, spec, complete=True)
             if stored is not None:
@@ -67,6 +83,46 @@ class ExperimentCache:
                 result = self._compute(spec, path)
         self._memory[spec.key] = result
         return result
+
+    def _collected(self, spec: ExperimentSpec, path: Path) -> ExperimentResult:
+        """The stored experiment, read without waiting for a lock (a running session may hold
+        it); NotInCacheError when it is not complete."""
+        stored = _read(path, spec, complete=True)
+        if stored is None:
+            partial = path.with_suffix(".partial.json").exists()
+            raise NotInCacheError(f"{spec.label} is not in the cache{' (partly computed)' if partial else ''}")
+        result = ExperimentResult(spec, pd.DataFrame(stored["records"]), path, stored["elapsed_s"], True)
+        self._memory[spec.key] = result
+        return result
+
+    def stored(self, spec: ExperimentSpec) -> bool:
+        """Whether the experiment is stored complete (and valid)."""
+        return spec.key in self._memory or _read(self.path(spec), spec, complete=True) is not None
+
+    def _folders(self, spec: ExperimentSpec) -> list[Path]:
+        name = self.path(spec).stem
+        return [self.root / "params" / name, self.root / "predictions" / name]
+
+    def files(self, spec: ExperimentSpec) -> dict[str, bytes]:
+        """Every file the experiment stored (records, parameters, predictions), by path
+        relative to the cache's root."""
+        paths = [self.path(spec), *(p for folder in self._folders(spec) for p in sorted(folder.rglob("*"))
+                                    if p.is_file() and not p.name.endswith(".lock"))]
+        return {str(p.relative_to(self.root)): p.read_bytes() for p in paths if p.exists()}
+
+    def store(self, spec: ExperimentSpec, files: dict[str, bytes]) -> None:
+        """Write an experiment's files computed elsewhere (atomically, under its lock): the
+        parameters and predictions first, its records last, so that a complete record file
+        always has its parameters."""
+        path = self.path(spec)
+        records = str(path.relative_to(self.root))
+        if records not in files:
+            raise ValueError(f"no records of {spec.label} among the files to store")
+        _checked(json.loads(files[records]), spec, complete=True)  # ValueError unless complete
+        with locked(path) as writable:
+            require_writable(writable, path)
+            for name in sorted(files, key=lambda name: name == records):
+                atomic_write_bytes(self.root / name, files[name])
 
     def _compute(self, spec: ExperimentSpec, path: Path) -> ExperimentResult:
         partial_path = path.with_suffix(".partial.json")

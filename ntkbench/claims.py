@@ -20,7 +20,7 @@ from collections.abc import Callable
 import pandas as pd
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
-ERROR, NOT_APPLICABLE = "error", "not applicable"
+ERROR, NOT_APPLICABLE, NOT_COMPUTED = "error", "not applicable", "not computed"
 METRICS = ("test_mse", "test_error")
 
 #: ``spec(kind, swept=False, control=None)`` → the ExperimentSpec of ``kind`` for a case:

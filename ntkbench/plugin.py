@@ -41,11 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "cifar5m/); default $NTKBENCH_DATA_DIR or ~/data")
     group.addoption("--ntkbench-pin-gpus", action="store_true",
                     help="under pytest-xdist, give worker gwN the N-th visible GPU only (round robin)")
-    group.addoption("--ntkbench-distributed", default=None, metavar="auto|HOST:PORT,N,I",
-                    help="one of N processes (e.g. machines) sharing the experiments through a shared "
-                         "cache, via jax's multi-process runtime: 'auto' detects SLURM, Open MPI or "
-                         "Kubernetes; else the coordinator's address, the process count and this "
-                         "process's index")
+    group.addoption("--ntkbench-scheduler", default=None, metavar="ADDRESS|local:N",
+                    help="compute the experiments the cache lacks as tasks of a dask.distributed cluster: "
+                         "the scheduler at ADDRESS (tcp://HOST:PORT), or local:N for N worker processes on "
+                         "this machine (one GPU each, if any); needs ntkbench[distributed]")
+    group.addoption("--ntkbench-collect", action="store_true",
+                    help="compute nothing: build the leaderboard and reports from the cache alone; "
+                         "missing experiments give rows that say so")
     group.addoption("--ntkbench-references", default="reference_results", metavar="DIR",
                     help="reference tables, <tier>-<device kind>.csv (relative to the rootdir; "
                          "default reference_results)")
@@ -77,25 +79,12 @@ def pytest_configure(config: pytest.Config) -> None:
         pin_worker_gpu(config.workerinput["workerid"])
     try:
         config.stash[SETTINGS_KEY] = settings(config)
-        if config.getoption("ntkbench_distributed"):
-            config.stash[SETTINGS_KEY]["process"] = _join_processes(config)
     except (ValueError, OSError) as exc:
         raise pytest.UsageError(f"ntkbench: {exc}") from None
     config.pluginmanager.register(SessionOutputs(config), "ntkbench-outputs")
     from ntkbench.live import LiveProgress
 
     config.pluginmanager.register(LiveProgress(config), "ntkbench-live")
-
-
-def _join_processes(config: pytest.Config) -> tuple[int, int]:
-    """(index, count) of this process in jax's multi-process runtime."""
-    from ntkbench.distributed import initialize, parse
-
-    value = config.getoption("ntkbench_distributed")
-    parse(value)  # a malformed value is a usage error before anything starts
-    if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
-        raise ValueError("--ntkbench-distributed runs one pytest process per machine; drop -n")
-    return initialize(value)
 
 
 def _names(option: str | None) -> list[str] | None:
@@ -128,24 +117,32 @@ def ntkbench_tier(pytestconfig: pytest.Config):
 @pytest.fixture(scope="session")
 def ntkbench_cache(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """The experiment cache shared by every case of the session; ``--ntkbench-cache-dir`` is
-    the cache root of everything cached while the session lasts (experiments and datasets)."""
+    the cache root of everything cached while the session lasts (experiments and datasets).
+    With ``--ntkbench-scheduler``, what the session's cases lack is computed on the cluster
+    first; with ``--ntkbench-collect``, nothing is computed."""
     from ntkbench.cache import ExperimentCache
     from ntkbench.storage import use_cache_root
 
     root = pytestconfig.getoption("ntkbench_cache_dir")
     with use_cache_root(pytestconfig.invocation_params.dir / Path(root).expanduser() if root else None):
-        cache = ExperimentCache()
-        settings = pytestconfig.stash[SETTINGS_KEY]
-        index, count = settings["process"]
-        if count > 1:  # compute this process's share of the session's experiments first
-            from ntkbench.distributed import compute_share, experiment_rounds
-
-            cases = [item.callspec.params["ntkbench_case"] for item in request.session.items
-                     if hasattr(item, "callspec") and "ntkbench_case" in item.callspec.params]
-            computed = compute_share(experiment_rounds(cases, settings["tier"]), cache, index, count)
-            pytestconfig.pluginmanager.get_plugin("ntkbench-outputs").lines.append(
-                f"ntkbench: process {index} of {count} computed {computed} experiments")
+        cache = ExperimentCache(collect=pytestconfig.getoption("ntkbench_collect"))
+        if pytestconfig.getoption("ntkbench_scheduler"):
+            _compute_on_scheduler(pytestconfig, request.session, cache)
         yield cache
+
+
+def _compute_on_scheduler(config: pytest.Config, session: pytest.Session, cache) -> None:
+    from ntkbench import progress
+    from ntkbench.scheduler import compute_missing
+
+    value = config.getoption("ntkbench_scheduler")
+    cases = [item.callspec.params["ntkbench_case"] for item in session.items
+             if hasattr(item, "callspec") and "ntkbench_case" in item.callspec.params]
+    try:
+        compute_missing(cases, config.stash[SETTINGS_KEY]["tier"], cache, value, progress.report)
+    except OSError as exc:  # the scheduler went away (checked at the start)
+        pytest.exit(f"ntkbench: --ntkbench-scheduler {value}: {type(exc).__name__}: {exc}",
+                    returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -165,8 +162,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
     settings = request.config.stash[SETTINGS_KEY]
 
     def evaluate(case) -> dict:
+        from ntkbench.cache import NotInCacheError
         from ntkbench.cases import error_row, run_case
-        from ntkbench.claims import NOT_APPLICABLE
+        from ntkbench.claims import NOT_APPLICABLE, NOT_COMPUTED
         from ntkbench.experiments import NotApplicableError
         from ntkbench.session import outcome_failure
 
@@ -176,6 +174,9 @@ def ntkbench_evaluate(request: pytest.FixtureRequest, ntkbench_tier, ntkbench_ca
         except NotApplicableError as exc:
             finish = functools.partial(pytest.skip, str(exc))
             row = error_row(case, ntkbench_tier, str(exc), NOT_APPLICABLE)
+        except NotInCacheError as exc:  # --ntkbench-collect
+            finish = functools.partial(pytest.skip, f"not computed: {exc}")
+            row = error_row(case, ntkbench_tier, str(exc), NOT_COMPUTED)
         except Exception as exc:  # every failure becomes an error row and a one-line failure
             row = error_row(case, ntkbench_tier, _one_line(exc))
             finish = functools.partial(pytest.fail, row["error"], pytrace=False)

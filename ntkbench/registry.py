@@ -40,6 +40,12 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def put(self, name: str, entry: T) -> T:
+        """Register ``entry`` under ``name``, replacing any entry of that name (a scheduler's
+        worker takes the session's definitions)."""
+        self._entries[name] = entry
+        return entry
+
     def get(self, name: str) -> T:
         _load_entry_points()
         try:

@@ -11,6 +11,10 @@ factor, and so is the forward substitution of the residuals. So one float64 Chol
 factorisation of the largest system per ridge value serves every n, with two triangular
 solves for all of them together. A system that is not numerically positive definite at a small ridge
 still serves the sizes below the pivot where its factorisation stopped.
+
+On a GPU, systems of ``DEVICE_CHOLESKY_MIN_SIZE`` points or more are factorised there (in
+float64); one that is not positive definite there is factorised again on the host, whose
+LAPACK gives the valid leading size. The triangular solves stay on the host: O(n²) each.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import scipy.linalg
 from scipy.linalg import lapack
 
 DEFAULT_RIDGE_GRID = tuple(10.0 ** np.arange(-7.0, 2.01))  # one factorisation of the largest system each
+#: the smallest system factorised on a GPU: below it the host's LAPACK takes milliseconds,
+#: about what the copy to the device and back costs
+DEVICE_CHOLESKY_MIN_SIZE = 4096
 
 
 class IllConditionedKernelError(ArithmeticError):
@@ -114,12 +121,51 @@ def _leading_solves(factor: np.ndarray, residual: np.ndarray, sizes: list[int]) 
     return [backward[:n, i * outputs:(i + 1) * outputs] for i, n in enumerate(sizes)]
 
 
-def _leading_cholesky(k_train: np.ndarray, lam: float) -> tuple[np.ndarray, int]:
+def factorises_on_device(n: int) -> bool:
+    """Whether an n×n system is factorised on the default device: a GPU, and n large enough."""
+    if n < DEVICE_CHOLESKY_MIN_SIZE:
+        return False
+    import jax
+
+    return jax.default_backend() == "gpu"
+
+
+def _leading_cholesky(k_train: np.ndarray, lam: float, on_device: bool | None = None) -> tuple[np.ndarray, int]:
     """(lower Cholesky factor of K + λI, the size of its leading block that is valid): LAPACK
-    stops at the first non-positive pivot, and every block before it is complete."""
+    stops at the first non-positive pivot, and every block before it is complete.
+    ``on_device`` (default: :func:`factorises_on_device`): try the default jax device first;
+    a factor that is not finite there (not positive definite) is redone on the host."""
+    if on_device is None:
+        on_device = factorises_on_device(len(k_train))
+    factor = _device_cholesky(k_train, lam) if on_device else None
+    if factor is not None:
+        return factor, len(k_train)
     system = np.array(k_train.T, order="F")  # K is symmetric: a straight copy of its rows
     system.flat[::len(system) + 1] += lam
     factor, info = lapack.dpotrf(system, lower=1, clean=1, overwrite_a=1)
     if info < 0:
         raise ValueError(f"dpotrf: argument {-info} is invalid")
     return factor, (len(k_train) if info == 0 else info - 1)
+
+
+def _device_cholesky(k_train: np.ndarray, lam: float) -> np.ndarray | None:
+    """The lower Cholesky factor of K + λI computed in float64 on the default jax device
+    (64-bit types enabled for this call only), or None if it is not finite."""
+    import jax
+
+    with jax.enable_x64(True):
+        factor, finite = _device_factor_fn()(np.asarray(k_train, dtype=np.float64), np.float64(lam))
+        return np.asarray(factor) if bool(finite) else None
+
+
+@functools.cache
+def _device_factor_fn():
+    """jit-compiled (K, λ) → (lower factor of K + λI, whether it is finite)."""
+    import jax
+    import jax.numpy as jnp
+
+    def factor(k, lam):
+        lower = jnp.linalg.cholesky(k + lam * jnp.eye(len(k), dtype=k.dtype), symmetrize_input=False)
+        return lower, jnp.all(jnp.isfinite(lower))
+
+    return jax.jit(factor)

@@ -51,8 +51,9 @@ def settings(config: pytest.Config) -> dict:
     if not hasattr(config, "workerinput"):
         _check_outputs(config, tier.name)
     _check_architectures(tier, option("ntkbench_set"))
+    _check_scheduler(config)
     return {"tier": tier, "fail_on": fail_on, "references": references, "paper": paper,
-            "report": Path(report) if report else None, "process": (0, 1),  # (index, count)
+            "report": Path(report) if report else None,
             "mode": "update" if option("ntkbench_update_references")
             else "regenerate" if option("ntkbench_regen_references") else None}
 
@@ -71,6 +72,20 @@ def _check_outputs(config: pytest.Config, tier: str) -> None:
         check_writable(config.rootpath / option("ntkbench_runs_dir"), "the run record")
     if option("ntkbench_plots") not in ("none", DEFAULT_PLOTS):
         check_writable(config.rootpath / option("ntkbench_plots") / tier, "the figures")
+
+
+def _check_scheduler(config: pytest.Config) -> None:
+    value = config.getoption("ntkbench_scheduler")
+    if not value:
+        return
+    from ntkbench.scheduler import check, parse
+
+    parse(value)
+    if config.getoption("ntkbench_collect"):
+        raise ValueError("--ntkbench-scheduler and --ntkbench-collect exclude each other")
+    if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        raise ValueError("--ntkbench-scheduler spreads the experiments over its workers; drop -n")
+    check(value)
 
 
 def _check_architectures(tier, assignments: list[str]) -> None:
@@ -98,9 +113,14 @@ def _check_architectures(tier, assignments: list[str]) -> None:
 
 
 def pin_worker_gpu(worker_id: str) -> str | None:
-    """Before jax starts in an xdist worker: restrict it to one GPU, ``gwN`` → the N-th of
-    the visible GPUs (``CUDA_VISIBLE_DEVICES``, else those ``nvidia-smi -L`` lists), round
-    robin. Returns the GPU chosen, or None on a machine without GPUs."""
+    """Before jax starts in an xdist worker ``gwN``: :func:`pin_gpu` (N)."""
+    return pin_gpu(int(worker_id.removeprefix("gw")))
+
+
+def pin_gpu(index: int) -> str | None:
+    """Before jax starts in a worker process: restrict it to one GPU, the ``index``-th of the
+    visible GPUs (``CUDA_VISIBLE_DEVICES``, else those ``nvidia-smi -L`` lists), round robin.
+    Returns the GPU chosen, or None on a machine without GPUs."""
     import subprocess
 
     visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
@@ -112,7 +132,7 @@ def pin_worker_gpu(worker_id: str) -> str | None:
         visible = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
     if not visible:
         return None
-    chosen = visible[int(worker_id.removeprefix("gw")) % len(visible)]
+    chosen = visible[index % len(visible)]
     os.environ["CUDA_VISIBLE_DEVICES"] = chosen
     return chosen
 
@@ -173,13 +193,8 @@ class SessionOutputs:
         from ntkbench.report import leaderboard_frame
 
         self.frame = leaderboard_frame(self.rows)
-        index, count = self.config.stash[SETTINGS_KEY]["process"]
         try:
-            compared, found = self._describe()
-            if index:
-                self.lines.append(f"ntkbench: process {index} of {count}; process 0 writes the files")
-            else:
-                self._write(compared, found)
+            self._write(*self._describe())
         except (OSError, ValueError) as exc:
             self.lines.append(f"ntkbench: {exc}")
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

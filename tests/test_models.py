@@ -3,8 +3,8 @@
 The common tests run on whatever ``ARCHITECTURES`` holds, so a newly registered network is
 checked without new test code: init/apply shapes, a symmetric PSD eNTK, and the Gram equal
 to an explicit Jacobian product (float64). The remaining tests check that ``entk_gram``'s
-implementations, block sizes and memory bounds all give the same Gram, and that each
-architecture's stax twin has, as its analytic NTK, the limit of the flax model's eNTK.
+implementations give the same Gram (its blocks and memory bounds: test_kernels), and that
+each architecture's stax twin has, as its analytic NTK, the limit of the flax model's eNTK.
 """
 
 import functools
@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-import ntkbench.gram_engines as gram_engines
-import ntkbench.kernels as kernels
 from ntkbench.gram_engines import jacobian_fn
 from ntkbench.kernels import entk_gram, infinite_ntk_gram
 from ntkbench.models import build_model
@@ -155,7 +153,7 @@ def test_entk_equals_explicit_jacobian_product(name, parameterization):
             assert_close_relative(entk_gram(model, params, x1, x2, implementation=engine), j1 @ j2.T, rtol=1e-10)
 
 
-# --- entk_gram: implementations, blocks, memory bound -----------------------------------
+# --- entk_gram: implementations (blocks and memory bounds: test_kernels) ----------------
 
 @pytest.fixture(scope="module", params=[False, True], ids=["symmetric", "x2"])
 def gram_case(standard_network, request):
@@ -165,20 +163,6 @@ def gram_case(standard_network, request):
     return model, params, args, entk_gram(model, params, *args)
 
 
-@pytest.fixture
-def jacobian_calls(monkeypatch):
-    """The row count of every Jacobian block the Jacobian engine computes."""
-    calls = []
-    original = gram_engines.JacobianEngine.jacobian
-
-    def spy(self, x):
-        calls.append(len(x))
-        return original(self, x)
-
-    monkeypatch.setattr(gram_engines.JacobianEngine, "jacobian", spy)
-    return calls
-
-
 def test_neural_tangents_engine_gives_the_same_gram(gram_case):
     """The engine of neural-tangents against the default one (the other engines are checked
     against the Jacobian product above, and in float32 in test_gram_engines)."""
@@ -186,34 +170,10 @@ def test_neural_tangents_engine_gives_the_same_gram(gram_case):
     assert_close_relative(entk_gram(model, params, *args, implementation="neural_tangents"), expected, rtol=1e-4)
 
 
-def test_blocked_equals_unblocked(gram_case, jacobian_calls):
-    model, params, args, expected = gram_case
-    blocked = entk_gram(model, params, *args, implementation="jacobian", block_size=3)
-    # 7 rows in blocks of 3 (3, 3, 1), and 5 columns (3, 2): each block's Jacobian once
-    assert jacobian_calls == ([3, 3, 1] if len(args) == 1 else [3, 3, 2, 3, 1])
-    assert_close_relative(blocked, expected, rtol=1e-5)
-    if len(args) == 1:
-        np.testing.assert_array_equal(blocked, blocked.T)
-
-
-def test_memory_bound_recomputes_jacobians(gram_case, jacobian_calls):
-    model, params, args, expected = gram_case
-    recomputed = entk_gram(model, params, *args, implementation="jacobian", block_size=3, memory_bytes=1)
-    # recomputed for each of the 6 block pairs: both sides, or once for a diagonal pair
-    assert len(jacobian_calls) == (3 + 2 * 3 if len(args) == 1 else 2 * 6)
-    assert_close_relative(recomputed, expected, rtol=1e-5)
-
-
 def test_unknown_implementation(standard_network):
     model, params, shape = standard_network
     with pytest.raises(ValueError, match="known: auto, layerwise, jacobian, structured, neural_tangents"):
         entk_gram(model, params, inputs(2, shape), implementation="autodiff")
-
-
-def test_block_size_for_memory():
-    assert kernels.block_size_for(1000, memory_bytes=32 * 1000 * 100) == 100
-    assert kernels.block_size_for(10**9, memory_bytes=1) == 16
-    assert kernels.block_size_for(1, memory_bytes=10**12) == 4096
 
 
 # --- stax twins: the analytic NTK is the wide limit of the flax model's mean eNTK -------

@@ -1,8 +1,11 @@
 """ntkbench.regression: kernel ridge regression with offsets and a validation-chosen ridge."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ntkbench.regression as regression
 from ntkbench.regression import (
     DEFAULT_RIDGE_GRID,
     IllConditionedKernelError,
@@ -170,3 +173,48 @@ def test_sizes_below_a_failed_pivot_keep_the_small_ridges():
     with pytest.raises(IllConditionedKernelError, match="no ridge gives a positive definite system with a finite "
                                                         "validation loss at n = 60"):
         path(kernel, y, f0, parts, (59, 60), ridge_grid=(1e-6, 1e-3))
+
+
+# --- where the factorisation runs: the host's LAPACK, or float64 on a GPU ---------------
+
+def test_the_cpu_factorises_on_the_host(monkeypatch):
+    assert jax.default_backend() == "cpu"
+    assert not regression.factorises_on_device(10**6)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert regression.factorises_on_device(regression.DEVICE_CHOLESKY_MIN_SIZE)
+    assert not regression.factorises_on_device(regression.DEVICE_CHOLESKY_MIN_SIZE - 1)
+
+
+def test_the_device_factor_equals_lapacks():
+    kernel = linear_problem(n_train=80, dim=120)[0][:80, :80]
+    host, valid = regression._leading_cholesky(kernel, 1e-3, on_device=False)
+    device, device_valid = regression._leading_cholesky(kernel, 1e-3, on_device=True)
+    assert valid == device_valid == 80 and device.dtype == np.float64
+    np.testing.assert_allclose(device, host, rtol=0, atol=1e-12 * np.abs(host).max())
+    assert jnp.ones(1).dtype == np.float32  # 64-bit types for that call only
+
+
+def test_an_indefinite_system_on_the_device_falls_back_to_the_hosts_partial_factor(monkeypatch):
+    kernel = linear_problem(n_train=80, dim=120)[0][:80, :80]
+    kernel[50, :] = kernel[:, 50] = 0.0
+    kernel[50, 50] = -1.0  # pivot 51 fails
+    host, valid = regression._leading_cholesky(kernel, 1e-3, on_device=False)
+    original, results = regression._device_cholesky, []
+    monkeypatch.setattr(regression, "_device_cholesky", lambda k, lam: results.append(original(k, lam)) or results[-1])
+    device, device_valid = regression._leading_cholesky(kernel, 1e-3, on_device=True)
+    assert results == [None]  # tried on the device, not finite there
+    assert valid == device_valid == 50
+    np.testing.assert_array_equal(device, host)
+
+
+def test_a_path_factorised_on_the_device_equals_the_hosts(monkeypatch):
+    kernel, y, f0, parts = nested_problem()
+    last = parts[0][-1]
+    kernel[last, :] = kernel[:, last] = 0.0
+    kernel[last, last] = -5.0  # the largest system is indefinite at small ridges (as above)
+    host = path(kernel, y, f0, parts, (20, 59, 60))
+    monkeypatch.setattr(regression, "factorises_on_device", lambda n: True)
+    device = path(kernel, y, f0, parts, (20, 59, 60))
+    for a, b in zip(host, device):
+        assert (a.n, a.ridge) == (b.n, b.ridge) and a.val_mse == pytest.approx(b.val_mse, rel=1e-9)
+        np.testing.assert_allclose(a.test_predictions, b.test_predictions, rtol=1e-9, atol=1e-12)

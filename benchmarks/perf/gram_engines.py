@@ -14,7 +14,6 @@ contraction (2·n²·parameters flops) reaches as a fraction of the measured mat
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,20 +25,11 @@ from ntkbench.gram_engines import _product, jacobian_fn, summed_logits
 from ntkbench.kernels import entk_gram
 from ntkbench.models import build_model
 from ntkbench.registry import ARCHITECTURES
+from timing import best_time  # (this folder's helper)
 
 SHAPES = {"vector": (40,), "image": (32, 32, 3)}
 NT_ENGINES = ("JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES")
 DEFAULT_CASES = ("mlp:1024,4096", "cnn1d:512,2048", "myrtle5:32,128")
-
-
-def best_time(fn, repeats: int):
-    result = jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times), np.asarray(result, dtype=np.float64)
 
 
 def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
@@ -79,7 +69,8 @@ def run_case(arch: str, n: int, rate: float, repeats: int, skip: set[str]) -> li
         if name in skip:
             continue
         try:
-            timed[name] = best_time(fn, repeats)
+            seconds, gram = best_time(fn, repeats)
+            timed[name] = (seconds, np.asarray(gram, dtype=np.float64))
         except Exception as exc:  # noqa: BLE001  (an engine that does not run is reported)
             timed[name] = (float("nan"), None)
             print(f"{arch} n={n}: {name} failed: {type(exc).__name__}: {str(exc)[:120]}")

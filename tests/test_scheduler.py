@@ -1,0 +1,143 @@
+"""``--ntkbench-scheduler``: the option, the task graph, and real pytest sessions on a dask
+LocalCluster of 2 worker processes on this machine: the same numbers as a run without
+dask, each experiment computed once, and a worker killed mid-task retried with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ntkbench.cases import Case, cases_for, experiment_spec
+from ntkbench.scheduler import experiment_graph, local_cluster, parse
+from ntkbench.tiers import get_tier
+
+distributed = pytest.importorskip("distributed")
+
+C1_ONLY = """
+import pytest
+
+
+@pytest.mark.ntkbench_claim("C1")
+def test_c1(ntkbench_case, ntkbench_evaluate):
+    ntkbench_evaluate(ntkbench_case)
+"""
+BENCHMARK = C1_ONLY + """
+
+@pytest.mark.ntkbench_claim("C2")
+def test_c2(ntkbench_case, ntkbench_evaluate):
+    ntkbench_evaluate(ntkbench_case)
+"""
+TASK_LINE = re.compile(r"ntkbench: computed (\S+) on tcp://\S+: [\d.]+ s(, retried after (\d+) lost worker)?")
+
+
+def test_parse_local_workers_and_addresses():
+    assert parse("local:3") == 3
+    assert parse("tcp://10.0.0.1:8786") == "tcp://10.0.0.1:8786"
+    assert parse("10.0.0.1:8786") == "10.0.0.1:8786"
+
+
+@pytest.mark.parametrize("value", ["", "local:", "local:0", "local:-1", "local:x", "nonsense", "host: 1"])
+def test_parse_refuses_malformed_values(value):
+    with pytest.raises(ValueError, match="--ntkbench-scheduler"):
+        parse(value)
+
+
+def test_the_graph_puts_networks_first_and_kernels_after_training_depend_on_them():
+    tier = get_tier("smoke")
+    cases = cases_for("C2", ["mlp"], ["mnist1d"], tier) + [Case("C1", "myrtle5", "mnist1d", "test_mse")]
+    graph = experiment_graph(cases, tier)
+    kinds = [spec.kind for spec, _ in graph.values()]
+    assert kinds == sorted(kinds, key=lambda kind: kind != "nn")  # networks first
+    network = experiment_spec("nn", cases[0], tier)
+    assert graph[network.key] == (network, ())
+    after = [(spec, needs) for spec, needs in graph.values() if spec.kind == "entk_after"]
+    assert {spec.n0 for spec, _ in after} == set(tier.after_n0)
+    assert all(needs == (network.key,) for _, needs in after)
+    assert all(spec.arch == "mlp" for spec, _ in graph.values())  # the image network on vectors adds nothing
+
+
+def run_session(directory: Path, args: list[str], name: str) -> str:
+    """pytest in a new process (its output also kept in ``name``.log); the output."""
+    result = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=directory, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": "0"})
+    (directory / f"{name}.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def session_args(tiny_settings, cache: Path, report: Path) -> list[str]:
+    return ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
+            *(f"--ntkbench-set={s}" for s in tiny_settings), f"--ntkbench-cache-dir={cache}",
+            "--ntkbench-plots=none", f"--ntkbench-report={report}"]
+
+
+def records(directory: Path) -> dict[str, list]:
+    return {path.name: json.loads(path.read_text())["records"] for path in directory.glob("*.json")}
+
+
+def results(report: Path) -> list[dict]:
+    """results.json's rows, without the paths of the cache they were read from."""
+    return [{k: v for k, v in row.items() if k not in ("source_paths", "sources")}
+            for row in json.loads((report / "results.json").read_text())["results"]]
+
+
+def test_a_local_cluster_computes_each_experiment_once_with_the_numbers_of_a_run_without_dask(
+        pytester, tiny_settings, warm_cache):
+    pytester.makepyfile(test_claims=BENCHMARK)
+    cluster_cache = pytester.path / "cluster-cache"
+    output = run_session(pytester.path, [*session_args(tiny_settings, cluster_cache, pytester.path / "cluster"),
+                                         "--ntkbench-scheduler=local:2"], "cluster")
+    assert re.search(r"ntkbench scheduler: tcp://\S+, 2 workers, dashboard \S+: 3 experiments to compute, 0 cached",
+                     output)
+    computed = [match[0] for match in TASK_LINE.findall(output)]
+    assert sorted(label.split(":")[0] for label in computed) == ["entk_after", "entk_init", "nn"]  # each once
+    assert not re.search(r"ntkbench: computed \S+ seed", output)  # the session itself computes nothing
+
+    # the same session without dask, on the tiny run's cache (the network and eNTK(init)
+    # cached there), computing eNTK(after) itself
+    serial_cache = shutil.copytree(warm_cache.parent, pytester.path / "serial-cache")
+    serial = pytester.runpytest_inprocess(*session_args(tiny_settings, serial_cache, pytester.path / "serial"))
+    serial.assert_outcomes(passed=4)
+    assert records(cluster_cache / "experiments") == records(serial_cache / "experiments")
+    assert results(pytester.path / "cluster") == results(pytester.path / "serial")
+    stored = {p.relative_to(cluster_cache / "experiments") for p in (cluster_cache / "experiments").rglob("*.*")}
+    assert {p.relative_to(serial_cache / "experiments") for p in (serial_cache / "experiments").rglob("*.*")} >= stored
+
+
+class KillOnce(distributed.WorkerPlugin):
+    """Kills its worker's process (SIGKILL) 2 s after the first network task starts: once
+    in the whole cluster, as the file ``marker`` records."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("nn-") and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(key))
+            threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+
+def test_a_worker_killed_in_a_task_is_retried_and_nothing_is_lost(pytester, tiny_settings, warm_cache):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the plugin, to workers that cannot import tests
+    pytester.makepyfile(test_claims=C1_ONLY)  # the network and eNTK(init)
+    marker = pytester.path / "killed"
+    with local_cluster(2, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        client.register_plugin(KillOnce(str(marker)))
+        cache = pytester.path / "cache"
+        output = run_session(pytester.path, [*session_args(tiny_settings, cache, pytester.path / "report"),
+                                             f"--ntkbench-scheduler={cluster.scheduler_address}"], "killed")
+    assert marker.read_text().startswith("nn-")  # a worker died in the network's task
+    tasks = {match[0].split(":")[0]: match[2] for match in TASK_LINE.findall(output)}
+    assert tasks == {"nn": "1", "entk_init": ""}  # the network's task retried once, elsewhere
+    assert records(cache / "experiments") == records(warm_cache)  # the numbers of an uninterrupted run
