@@ -22,7 +22,7 @@ import pytest
 from flax import serialization
 
 from ntkbench import experiments, runners, storage
-from ntkbench.cache import ExperimentCache
+from ntkbench.cache import ExperimentCache, NotInCacheError
 from ntkbench.cases import Case, experiment_spec
 from ntkbench.experiments import KINDS
 from ntkbench.models import build_model
@@ -105,6 +105,52 @@ def test_same_instance_reuses_the_result_in_memory(root, spec, runner):
     cache.path(spec).unlink()  # not read again either
     assert cache.get(spec) is first
     assert runner.seeds == [0, 1, 2]
+
+
+def test_an_experiments_files_move_to_another_cache_whole(root, spec, runner, tmp_path):
+    cache = ExperimentCache(root)
+    cache.get(spec)
+    cache.save_params(spec, "seed0-n8", {"w": np.ones(2, np.float32)})
+    cache.save_predictions(spec, 0, 8, np.zeros(3))
+    files = cache.files(spec)
+    assert sorted(files) == [cache.path(spec).name, f"params/{cache.path(spec).stem}/seed0-n8.msgpack",
+                             f"predictions/{cache.path(spec).stem}/seed0-n8.npy"]
+    other = ExperimentCache(tmp_path / "other")
+    assert not other.stored(spec)
+    other.store(spec, files)
+    assert other.stored(spec) and other.files(spec) == files
+    assert other.get(spec).from_cache and runner.seeds == [0, 1, 2]  # loaded, not computed again
+
+
+def test_incomplete_records_are_not_stored(root, spec, make_spec, tmp_path):
+    cache = ExperimentCache(root)
+    name = cache.path(spec).name
+    two_seeds = {"key": spec.key, "elapsed_s": 1.0, "records": fake_records(spec, 0) + fake_records(spec, 1)}
+    for files, problem in [({}, "no records of"), ({name: json.dumps(two_seeds).encode()}, r"no records of seeds \[2\]")]:
+        with pytest.raises(ValueError, match=problem):
+            cache.store(spec, files)
+    assert not root.exists()
+
+
+def test_a_collecting_cache_reads_what_is_stored_and_computes_nothing(root, spec, make_spec, runner):
+    ExperimentCache(root).get(spec)
+    collecting = ExperimentCache(root, collect=True)
+    assert collecting.get(spec).from_cache
+    other = make_spec(seeds=(0, 1, 2, 3))
+    with pytest.raises(NotInCacheError, match=rf"^{re.escape(other.label)} is not in the cache$"):
+        collecting.get(other)
+    partial_path(collecting, other).write_text("{}")
+    with pytest.raises(NotInCacheError, match=r"is not in the cache \(partly computed\)"):
+        collecting.get(other)
+    assert runner.seeds == [0, 1, 2] and collecting.computed == []
+
+
+def test_a_failure_elsewhere_is_raised_for_every_reader(root, spec, runner):
+    cache = ExperimentCache(root)
+    cache.failures[spec.key] = RuntimeError("diverged on a worker")
+    with pytest.raises(RuntimeError, match="diverged on a worker"):
+        cache.get(spec)
+    assert runner.seeds == []
 
 
 def test_different_specs_do_not_share_a_result(root, spec, runner):

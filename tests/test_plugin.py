@@ -82,6 +82,31 @@ def test_second_run_loads_the_experiments_from_the_cache(run, warm_cache):
     assert {path: path.stat().st_mtime_ns for path in warm_cache.glob("*.json")} == stored
 
 
+def test_collect_builds_the_leaderboard_from_the_cache_and_computes_nothing(pytester, tiny_settings, warm_cache):
+    """--ntkbench-collect on a partial cache (eNTK(init) missing, partly computed): rows that
+    say so and skipped tests; on the complete cache: the rows of a normal run."""
+    import shutil
+
+    cache = shutil.copytree(warm_cache.parent, pytester.path / "cache")
+    pytester.makepyfile(test_c1=BENCHMARK)
+    args = ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp", "--ntkbench-plots=none",
+            *(f"--ntkbench-set={s}" for s in tiny_settings), f"--ntkbench-cache-dir={cache}", "--ntkbench-collect"]
+    complete = pytester.runpytest_inprocess(*args)
+    complete.assert_outcomes(passed=2)
+    assert set(source_statuses(complete)) == {"cached"}
+
+    (entk,) = (cache / "experiments").glob("entk_init-*.json")
+    entk.rename(entk.with_suffix(".partial.json"))
+    before = sorted(p.name for p in (cache / "experiments").rglob("*"))
+    partial = pytester.runpytest_inprocess(*args, "-rs")
+    partial.assert_outcomes(skipped=2)
+    rows = leaderboard_rows(partial)
+    assert sorted(rows) == MLP_KEYS and {cells["verdict"] for cells in rows.values()} == {"not computed"}
+    partial.stdout.fnmatch_lines(["*not computed: entk_init:mlp/mnist1d@* is not in the cache (partly computed)*"])
+    assert "ntkbench: computed" not in partial.stdout.str()
+    assert sorted(p.name for p in (cache / "experiments").rglob("*")) == before
+
+
 TWINLESS_CONFTEST = """
 import flax.linen as nn
 

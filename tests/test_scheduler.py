@@ -141,3 +141,31 @@ def test_a_worker_killed_in_a_task_is_retried_and_nothing_is_lost(pytester, tiny
     tasks = {match[0].split(":")[0]: match[2] for match in TASK_LINE.findall(output)}
     assert tasks == {"nn": "1", "entk_init": ""}  # the network's task retried once, elsewhere
     assert records(cache / "experiments") == records(warm_cache)  # the numbers of an uninterrupted run
+
+
+def slurm_recipe() -> str:
+    """The Python program of the README's SLURM recipe."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- readme:slurm-recipe -->", 1)[1]
+    return block.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def test_the_readme_slurm_recipe_submits_gpu_workers_and_runs_the_paper_tier(monkeypatch):
+    """The recipe as written, with job submission and pytest replaced by recorders."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    seen = {}
+
+    def scale(cluster, jobs):  # also called with 0 when the cluster closes
+        seen.setdefault("jobs", []).append(jobs)
+        seen.update(script=cluster.job_script(), address=cluster.scheduler_address)
+
+    monkeypatch.setattr(dask_jobqueue.SLURMCluster, "scale", scale)
+    monkeypatch.setattr(subprocess, "call", lambda command: seen.setdefault("command", command) and 0)
+    with pytest.raises(SystemExit) as exit_info:
+        exec(compile(slurm_recipe(), "README.md", "exec"), {"__name__": "__main__"})
+    assert exit_info.value.code == 0 and seen["jobs"][0] == 8
+    assert "#SBATCH --gres=gpu:1" in seen["script"] and "#SBATCH --cpus-per-task=8" in seen["script"]
+    assert f"{sys.executable} -m distributed.cli.dask_worker {seen['address']}" in seen["script"]
+    assert "--nthreads 1" in seen["script"]
+    assert seen["command"][:4] == [sys.executable, "-m", "pytest", "benchmarks"]
+    assert {"--ntkbench-tier=paper", f"--ntkbench-scheduler={seen['address']}"} <= set(seen["command"])
