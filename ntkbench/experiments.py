@@ -103,9 +103,14 @@ class ExperimentSpec:
             raise ValueError(f"n_pool={self.n_pool} is smaller than the largest training set {self.n_max}")
 
     def network(self) -> "ExperimentSpec":
-        """The spec of the network-training experiment with this one's data and model."""
-        return dataclasses.replace(self, kind=get_kind(self.kind).network, n0=None,
-                                   entk_precision=ExperimentSpec.entk_precision)
+        """The spec of the network-training experiment with this one's data and model (kept
+        with this spec, its key included, so that a copy pickled for a scheduler's worker
+        carries both keys as the session computed them)."""
+        if "_network" not in self.__dict__:
+            network = dataclasses.replace(self, kind=get_kind(self.kind).network, n0=None,
+                                          entk_precision=ExperimentSpec.entk_precision)
+            self.__dict__["_network"] = network if network != self else self
+        return self.__dict__["_network"]
 
     @property
     def n_max(self) -> int:

@@ -127,13 +127,13 @@ def compute_missing(cases, tier, cache, value: str, report: Callable[[str], None
             done += 1
             retried = _lost_workers(client, future.key)
             again = f", retried after {retried} lost worker{'s' * (retried > 1)}" if retried else ""
-            if future.status == "error":
-                exc = future.exception()
+            try:
+                result = future.result()
+                cache.store(specs[future.key], result["files"])
+            except Exception as exc:  # noqa: BLE001  (kept for the cases that read it)
                 cache.failures[specs[future.key].key] = exc
                 report(f"ntkbench: {labels[future.key]} failed ({type(exc).__name__}{again}) [{done}/{len(futures)}]")
                 continue
-            result = future.result()
-            cache.store(specs[future.key], result["files"])
             computed += 1
             report(f"ntkbench: computed {labels[future.key]} on {result['worker']}: {result['seconds']:.1f} s{again} "
                    f"[{done}/{len(futures)}]")
@@ -143,12 +143,14 @@ def compute_missing(cases, tier, cache, value: str, report: Callable[[str], None
 def _submit(client, missing: dict, cache) -> dict:
     """One task per missing experiment, after the tasks (or with the cached files) of the
     networks it reads."""
-    from ntkbench.experiments import package_versions
+    from ntkbench.experiments import _context_digest, package_versions
     from ntkbench.scheduler_worker import compute
 
     futures = {}
-    session = {"data_dir": os.environ.get("NTKBENCH_DATA_DIR"), "versions": package_versions()}
+    session = {"data_dir": os.environ.get("NTKBENCH_DATA_DIR"), "versions": package_versions(),
+               "code": _context_digest()}  # what the worker checks its own environment against
     for key, (spec, needs) in missing.items():  # needs: () or (the key of spec.network(),)
+        spec.network().key  # computed here: the worker may not have the sources to key it
         inputs = [futures[need] if need in futures else {"files": cache.files(spec.network())} for need in needs]
         futures[key] = client.submit(compute, spec, _entries(spec), inputs, session, pure=False,
                                      key=f"{spec.kind}-{spec.arch}-{key[:12]}")

@@ -30,7 +30,7 @@ def compute(spec, entries, inputs: list[dict], session: dict) -> dict:
     experiments it reads (``inputs``: their tasks' results); the files it wrote, the
     worker's address and the seconds it took."""
     from ntkbench.cache import ExperimentCache
-    from ntkbench.experiments import package_versions
+    from ntkbench.experiments import _context_digest, package_versions
     from ntkbench.storage import atomic_write_bytes, use_cache_root
 
     start = time.perf_counter()
@@ -39,6 +39,8 @@ def compute(spec, entries, inputs: list[dict], session: dict) -> dict:
               for name, version in package_versions().items() if session["versions"].get(name) != version}
     if differ:  # its results would be stored under keys that do not describe them
         raise RuntimeError(f"worker {_worker_address()} has other package versions: {differ}")
+    if _context_digest() != session["code"]:
+        raise RuntimeError(f"worker {_worker_address()} runs other ntkbench code than the session")
     if session["data_dir"] and not os.environ.get("NTKBENCH_DATA_DIR"):
         os.environ["NTKBENCH_DATA_DIR"] = session["data_dir"]
     with tempfile.TemporaryDirectory(prefix="ntkbench-task-") as scratch:
@@ -47,9 +49,6 @@ def compute(spec, entries, inputs: list[dict], session: dict) -> dict:
         for result in inputs:
             for name, data in result["files"].items():
                 atomic_write_bytes(cache.root / name, data)
-        if inputs and str(cache.path(spec.network()).relative_to(cache.root)) not in given:
-            raise RuntimeError(f"worker {_worker_address()} keys {spec.network().label} otherwise than the "
-                               "session: its ntkbench or model code differs")
         with use_cache_root(_worker_root()):  # generated datasets: once per worker
             cache.get(spec)
         written = {name: data for name, data in cache.files(spec).items() if name not in given}

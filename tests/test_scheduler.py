@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +34,26 @@ BENCHMARK = C1_ONLY + """
 @pytest.mark.ntkbench_claim("C2")
 def test_c2(ntkbench_case, ntkbench_evaluate):
     ntkbench_evaluate(ntkbench_case)
+"""
+# An architecture of the session's own conftest.py: workers get it with each task (by value)
+CONFTEST = """
+import flax.linen as nn
+from ntkbench.registry import register_architecture
+
+
+class Wide(nn.Module):
+    num_outputs: int
+    width: int = 16
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.tanh(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(self.num_outputs)(x)
+
+
+@register_architecture("wide")
+def wide(num_outputs: int, width: int = 16) -> Wide:
+    return Wide(num_outputs, width)
 """
 TASK_LINE = re.compile(r"ntkbench: computed (\S+) on tcp://\S+: [\d.]+ s(, retried after (\d+) lost worker)?")
 
@@ -74,10 +93,9 @@ def run_session(directory: Path, args: list[str], name: str) -> str:
     return result.stdout
 
 
-def session_args(tiny_settings, cache: Path, report: Path) -> list[str]:
-    return ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-arch=mlp",
-            *(f"--ntkbench-set={s}" for s in tiny_settings), f"--ntkbench-cache-dir={cache}",
-            "--ntkbench-plots=none", f"--ntkbench-report={report}"]
+def tiny_settings_args(tiny_settings) -> list[str]:
+    return ["-p", "no:cacheprovider", "--ntkbench-tier=smoke", "--ntkbench-plots=none",
+            *(f"--ntkbench-set={s}" for s in tiny_settings)]
 
 
 def records(directory: Path) -> dict[str, list]:
@@ -91,10 +109,15 @@ def results(report: Path) -> list[dict]:
 
 
 def test_a_local_cluster_computes_each_experiment_once_with_the_numbers_of_a_run_without_dask(
-        pytester, tiny_settings, warm_cache):
+        pytester, tiny_settings):
+    """C1 and C2 of an architecture defined in the session's conftest.py: the network, then
+    eNTK(init) and eNTK(after), which reads the network's parameters."""
+    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_claims=BENCHMARK)
-    cluster_cache = pytester.path / "cluster-cache"
-    output = run_session(pytester.path, [*session_args(tiny_settings, cluster_cache, pytester.path / "cluster"),
+    args = [*tiny_settings_args(tiny_settings), "--ntkbench-arch=wide"]
+    cluster_cache, serial_cache = pytester.path / "cluster-cache", pytester.path / "serial-cache"
+    output = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={cluster_cache}",
+                                         f"--ntkbench-report={pytester.path / 'cluster'}",
                                          "--ntkbench-scheduler=local:2"], "cluster")
     assert re.search(r"ntkbench scheduler: tcp://\S+, 2 workers, dashboard \S+: 3 experiments to compute, 0 cached",
                      output)
@@ -102,15 +125,14 @@ def test_a_local_cluster_computes_each_experiment_once_with_the_numbers_of_a_run
     assert sorted(label.split(":")[0] for label in computed) == ["entk_after", "entk_init", "nn"]  # each once
     assert not re.search(r"ntkbench: computed \S+ seed", output)  # the session itself computes nothing
 
-    # the same session without dask, on the tiny run's cache (the network and eNTK(init)
-    # cached there), computing eNTK(after) itself
-    serial_cache = shutil.copytree(warm_cache.parent, pytester.path / "serial-cache")
-    serial = pytester.runpytest_inprocess(*session_args(tiny_settings, serial_cache, pytester.path / "serial"))
-    serial.assert_outcomes(passed=4)
+    serial = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={serial_cache}",
+                                         f"--ntkbench-report={pytester.path / 'serial'}"], "serial")
+    assert len(re.findall(r"ntkbench: computed \S+ seed", serial)) == 6  # 3 experiments, 2 seeds each
     assert records(cluster_cache / "experiments") == records(serial_cache / "experiments")
     assert results(pytester.path / "cluster") == results(pytester.path / "serial")
-    stored = {p.relative_to(cluster_cache / "experiments") for p in (cluster_cache / "experiments").rglob("*.*")}
-    assert {p.relative_to(serial_cache / "experiments") for p in (serial_cache / "experiments").rglob("*.*")} >= stored
+    files = [sorted(p.relative_to(cache).as_posix() for p in (cache / "experiments").rglob("*.*")
+                    if p.suffix != ".lock") for cache in (cluster_cache, serial_cache)]
+    assert files[0] == files[1]  # parameters and predictions included
 
 
 class KillOnce(distributed.WorkerPlugin):
@@ -135,7 +157,8 @@ def test_a_worker_killed_in_a_task_is_retried_and_nothing_is_lost(pytester, tiny
     with local_cluster(2, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         client.register_plugin(KillOnce(str(marker)))
         cache = pytester.path / "cache"
-        output = run_session(pytester.path, [*session_args(tiny_settings, cache, pytester.path / "report"),
+        output = run_session(pytester.path, [*tiny_settings_args(tiny_settings), "--ntkbench-arch=mlp",
+                                             f"--ntkbench-cache-dir={cache}",
                                              f"--ntkbench-scheduler={cluster.scheduler_address}"], "killed")
     assert marker.read_text().startswith("nn-")  # a worker died in the network's task
     tasks = {match[0].split(":")[0]: match[2] for match in TASK_LINE.findall(output)}
