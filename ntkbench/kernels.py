@@ -25,6 +25,11 @@ from ntkbench.gram_engines import make_engine  # (sets XLA flags before jax star
 #: Jacobian rows), the kernel blocks, and on a CPU the float64 Gram itself.
 MEMORY_FRACTION = 0.5
 MIN_BLOCK_ROWS = 16
+#: a symmetric Gram whose Jacobian is resident is cut into at least this many blocks a side
+#: (of at least MIN_TILE_ROWS rows): the products on and above the diagonal then cost 5/8 of
+#: a whole n×n product (XLA has no symmetric rank-k product), at no recomputation
+SYMMETRIC_TILES = 4
+MIN_TILE_ROWS = 256
 
 
 def free_memory(devices=None) -> int:
@@ -91,12 +96,11 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
     when needed. If the engine ``auto`` picked fails other than by running out of memory
     (the structured engine relies on jax internals), the Jacobian engine is used.
     """
-    columns = len(x1) if x2 is None else len(x2)
     example = np.asarray(x1[:1])
     engine = make_engine(model, params, implementation, precision, devices, example)
     if memory_bytes is None:
         memory_bytes = device_memory_budget(getattr(engine, "placement", devices))
-    size = block_size or _default_block(engine, memory_bytes, columns)
+    size = block_size or _default_block(engine, memory_bytes, x1, x2)
     while True:
         try:
             return _blocked_gram(engine, x1, x2, size, memory_bytes, description)
@@ -107,17 +111,22 @@ def entk_gram(model, params, x1: np.ndarray, x2: np.ndarray | None = None, *,
             elif implementation == "auto" and engine.name != "jacobian":
                 warnings.warn(f"{engine.name} eNTK failed ({type(exc).__name__}: {exc}); using the Jacobian engine")
                 engine = make_engine(model, params, "jacobian", precision, devices, example)
-                size = block_size or _default_block(engine, memory_bytes, columns)
+                size = block_size or _default_block(engine, memory_bytes, x1, x2)
             else:
                 raise
 
 
-def _default_block(engine, memory_bytes: int, columns: int) -> int:
-    """Rows per block: two Jacobian blocks in a quarter of the budget (times the devices), or,
-    for an engine without Jacobians, room for 16 block-sized kernel temporaries."""
-    if engine.keeps_jacobians:
-        return block_size_for(engine.row_floats, memory_bytes) * engine.devices
-    return int(max(MIN_BLOCK_ROWS, memory_bytes // (4 * 16 * max(columns, 1))))
+def _default_block(engine, memory_bytes: int, x1, x2) -> int:
+    """Rows per block: two Jacobian blocks in a quarter of the budget (times the devices), and
+    ``SYMMETRIC_TILES`` a side of a symmetric Gram whose Jacobian is resident; or, for an
+    engine without Jacobians, room for 16 block-sized kernel temporaries."""
+    columns = len(x1 if x2 is None else x2)
+    if not engine.keeps_jacobians:
+        return int(max(MIN_BLOCK_ROWS, memory_bytes // (4 * 16 * max(columns, 1))))
+    size = block_size_for(engine.row_floats, memory_bytes) * engine.devices
+    if x2 is None and columns * engine.row_floats * 4 <= memory_bytes * engine.devices:
+        size = min(size, max(MIN_TILE_ROWS, -(-columns // SYMMETRIC_TILES)))
+    return size
 
 
 def out_of_memory(exc: BaseException) -> bool:

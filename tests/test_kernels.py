@@ -189,6 +189,17 @@ def test_the_default_budget_comes_from_the_device(mlp, host_memory, jacobian_cal
     assert_same_gram(gram, expected, True)
 
 
+def test_a_resident_symmetric_gram_is_cut_into_tiles(mlp, jacobian_calls):
+    """Four blocks a side (5/8 of the products of one block), none for two sides of inputs."""
+    model, params, _ = mlp
+    x = np.random.default_rng(8).normal(size=(1100, 10)).astype(np.float32)
+    whole = entk_gram(model, params, x, implementation="jacobian", block_size=1100)
+    assert_same_gram(entk_gram(model, params, x, implementation="jacobian", memory_bytes=10**10), whole, True)
+    assert jacobian_calls == [1100] + [275] * 4
+    entk_gram(model, params, x[:1000], x[1000:], implementation="jacobian", memory_bytes=10**10)
+    assert jacobian_calls[5:] == [1000, 100]
+
+
 def test_layer_factor_blocks_equal_the_whole_gram():
     """Blocks of a pytree of layer factors (the 1-D CNN's dense and convolution layers)."""
     model = build_model("cnn1d", 3, width=4)
