@@ -18,6 +18,7 @@ import pytest
 from ntkbench.cases import Case, cases_for, experiment_spec
 from ntkbench.scheduler import experiment_graph, local_cluster, parse
 from ntkbench.tiers import get_tier
+from test_code_in_keys import CONFTEST  # an architecture of the session's own conftest.py ("wide")
 
 distributed = pytest.importorskip("distributed")
 
@@ -34,26 +35,6 @@ BENCHMARK = C1_ONLY + """
 @pytest.mark.ntkbench_claim("C2")
 def test_c2(ntkbench_case, ntkbench_evaluate):
     ntkbench_evaluate(ntkbench_case)
-"""
-# An architecture of the session's own conftest.py: workers get it with each task (by value)
-CONFTEST = """
-import flax.linen as nn
-from ntkbench.registry import register_architecture
-
-
-class Wide(nn.Module):
-    num_outputs: int
-    width: int = 16
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.tanh(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
-        return nn.Dense(self.num_outputs)(x)
-
-
-@register_architecture("wide")
-def wide(num_outputs: int, width: int = 16) -> Wide:
-    return Wide(num_outputs, width)
 """
 TASK_LINE = re.compile(r"ntkbench: computed (\S+) on tcp://\S+: [\d.]+ s(, retried after (\d+) lost worker)?")
 
