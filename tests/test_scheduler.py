@@ -1,6 +1,7 @@
-"""``--ntkbench-scheduler``: the option, the task graph, and real pytest sessions on a dask
-LocalCluster of 2 worker processes on this machine: the same numbers as a run without
-dask, each experiment computed once, and a worker killed mid-task retried with nothing lost."""
+"""``--ntkbench-scheduler``: the option, the task graph, ``local:N``'s workers, and a real
+pytest session on a dask LocalCluster of 2 worker processes on this machine: each
+experiment computed once, a worker killed mid-task and its task run again, and the numbers
+of a run without dask."""
 
 from __future__ import annotations
 
@@ -22,15 +23,14 @@ from test_code_in_keys import CONFTEST  # an architecture of the session's own c
 
 distributed = pytest.importorskip("distributed")
 
-C1_ONLY = """
+BENCHMARK = """
 import pytest
 
 
 @pytest.mark.ntkbench_claim("C1")
 def test_c1(ntkbench_case, ntkbench_evaluate):
     ntkbench_evaluate(ntkbench_case)
-"""
-BENCHMARK = C1_ONLY + """
+
 
 @pytest.mark.ntkbench_claim("C2")
 def test_c2(ntkbench_case, ntkbench_evaluate):
@@ -89,33 +89,6 @@ def results(report: Path) -> list[dict]:
             for row in json.loads((report / "results.json").read_text())["results"]]
 
 
-def test_a_local_cluster_computes_each_experiment_once_with_the_numbers_of_a_run_without_dask(
-        pytester, tiny_settings):
-    """C1 and C2 of an architecture defined in the session's conftest.py: the network, then
-    eNTK(init) and eNTK(after), which reads the network's parameters."""
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_claims=BENCHMARK)
-    args = [*tiny_settings_args(tiny_settings), "--ntkbench-arch=wide"]
-    cluster_cache, serial_cache = pytester.path / "cluster-cache", pytester.path / "serial-cache"
-    output = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={cluster_cache}",
-                                         f"--ntkbench-report={pytester.path / 'cluster'}",
-                                         "--ntkbench-scheduler=local:2"], "cluster")
-    assert re.search(r"ntkbench scheduler: tcp://\S+, 2 workers, dashboard \S+: 3 experiments to compute, 0 cached",
-                     output)
-    computed = [match[0] for match in TASK_LINE.findall(output)]
-    assert sorted(label.split(":")[0] for label in computed) == ["entk_after", "entk_init", "nn"]  # each once
-    assert not re.search(r"ntkbench: computed \S+ seed", output)  # the session itself computes nothing
-
-    serial = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={serial_cache}",
-                                         f"--ntkbench-report={pytester.path / 'serial'}"], "serial")
-    assert len(re.findall(r"ntkbench: computed \S+ seed", serial)) == 6  # 3 experiments, 2 seeds each
-    assert records(cluster_cache / "experiments") == records(serial_cache / "experiments")
-    assert results(pytester.path / "cluster") == results(pytester.path / "serial")
-    files = [sorted(p.relative_to(cache).as_posix() for p in (cache / "experiments").rglob("*.*")
-                    if p.suffix != ".lock") for cache in (cluster_cache, serial_cache)]
-    assert files[0] == files[1]  # parameters and predictions included
-
-
 class KillOnce(distributed.WorkerPlugin):
     """Kills its worker's process (SIGKILL) 2 s after the first network task starts: once
     in the whole cluster, as the file ``marker`` records."""
@@ -129,22 +102,54 @@ class KillOnce(distributed.WorkerPlugin):
             threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
 
 
-def test_a_worker_killed_in_a_task_is_retried_and_nothing_is_lost(pytester, tiny_settings, warm_cache):
+def test_a_cluster_computes_each_experiment_once_with_the_numbers_of_a_run_without_dask_a_lost_worker_included(
+        pytester, tiny_settings):
+    """C1 and C2 of an architecture defined in the session's conftest.py, on 2 local worker
+    processes: the network, then eNTK(init) and eNTK(after), which reads the network's
+    parameters. The worker running the network's task is killed 2 s into it."""
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the plugin, to workers that cannot import tests
-    pytester.makepyfile(test_claims=C1_ONLY)  # the network and eNTK(init)
-    marker = pytester.path / "killed"
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_claims=BENCHMARK)
+    args = [*tiny_settings_args(tiny_settings), "--ntkbench-arch=wide"]
+    cluster_cache, serial_cache, marker = (pytester.path / name for name in ("cluster-cache", "serial-cache", "killed"))
     with local_cluster(2, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         client.register_plugin(KillOnce(str(marker)))
-        cache = pytester.path / "cache"
-        output = run_session(pytester.path, [*tiny_settings_args(tiny_settings), "--ntkbench-arch=mlp",
-                                             f"--ntkbench-cache-dir={cache}",
-                                             f"--ntkbench-scheduler={cluster.scheduler_address}"], "killed")
+        output = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={cluster_cache}",
+                                             f"--ntkbench-report={pytester.path / 'cluster'}",
+                                             f"--ntkbench-scheduler={cluster.scheduler_address}"], "cluster")
+    assert re.search(r"ntkbench scheduler: tcp://\S+, 2 workers, dashboard \S+: 3 experiments to compute, 0 cached",
+                     output)
     assert marker.read_text().startswith("nn-")  # a worker died in the network's task
     tasks = {match[0].split(":")[0]: match[2] for match in TASK_LINE.findall(output)}
-    assert tasks == {"nn": "1", "entk_init": ""}  # the network's task retried once, elsewhere
-    assert records(cache / "experiments") == records(warm_cache)  # the numbers of an uninterrupted run
+    assert tasks == {"nn": "1", "entk_init": "", "entk_after": ""}  # each once; the network's task run again
+    assert not re.search(r"ntkbench: computed \S+ seed", output)  # the session itself computes nothing
+
+    serial = run_session(pytester.path, [*args, f"--ntkbench-cache-dir={serial_cache}",
+                                         f"--ntkbench-report={pytester.path / 'serial'}"], "serial")
+    assert len(re.findall(r"ntkbench: computed \S+ seed", serial)) == 6  # 3 experiments, 2 seeds each
+    assert records(cluster_cache / "experiments") == records(serial_cache / "experiments")
+    assert results(pytester.path / "cluster") == results(pytester.path / "serial")
+    files = [sorted(p.relative_to(cache).as_posix() for p in (cache / "experiments").rglob("*.*")
+                    if p.suffix != ".lock") for cache in (cluster_cache, serial_cache)]
+    assert files[0] == files[1]  # parameters and predictions included
+
+
+def test_local_workers_keep_this_process_blas_threads_and_get_the_gpu_plugin(monkeypatch):
+    """``local:N``: dask would give its workers one BLAS thread (other roundings than this
+    process's); they inherit this process's settings instead."""
+    from ntkbench.scheduler import connect
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    with connect("local:1") as client:
+        seen = client.run(lambda dask_worker: ({name: os.environ.get(name) for name in names},
+                                               sorted(dask_worker.plugins)))
+    ((environment, plugins),) = seen.values()
+    assert environment == {name: os.environ.get(name) for name in names}
+    assert "ntkbench-one-gpu-per-worker" in plugins
 
 
 def slurm_recipe() -> str:
