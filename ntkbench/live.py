@@ -102,9 +102,11 @@ def plan_line(cases: list, config: pytest.Config) -> str:
         cache = ExperimentCache()
     cached = [spec for spec in specs.values() if cache.path(spec).exists()]
     todo = [spec for spec in specs.values() if spec not in cached]
-    estimate = _estimate([spec.label for spec in todo], config, tier.name)
-    return (f"ntkbench plan: {len(cases)} cases need {len(specs)} experiments: {len(cached)} cached, "
-            f"{len(todo)} to compute{estimate}")
+    head = f"ntkbench plan: {len(cases)} cases need {len(specs)} experiments: {len(cached)} cached, "
+    if config.getoption("ntkbench_collect"):
+        return head + f"{len(todo)} missing (--ntkbench-collect computes nothing)"
+    where = " on the scheduler" if config.getoption("ntkbench_scheduler") else ""
+    return head + f"{len(todo)} to compute{where}{_estimate([spec.label for spec in todo], config, tier.name)}"
 
 
 def _estimate(labels: list[str], config: pytest.Config, tier: str) -> str:

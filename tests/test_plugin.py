@@ -102,7 +102,9 @@ def test_collect_builds_the_leaderboard_from_the_cache_and_computes_nothing(pyte
     partial.assert_outcomes(skipped=2)
     rows = leaderboard_rows(partial)
     assert sorted(rows) == MLP_KEYS and {cells["verdict"] for cells in rows.values()} == {"not computed"}
-    partial.stdout.fnmatch_lines(["*not computed: entk_init:mlp/mnist1d@* is not in the cache (partly computed)*"])
+    partial.stdout.fnmatch_lines(["ntkbench plan: 2 cases need 2 experiments: 1 cached, 1 missing "
+                                  "(--ntkbench-collect computes nothing)",
+                                  "*not computed: entk_init:mlp/mnist1d@* is not in the cache (partly computed)*"])
     assert "ntkbench: computed" not in partial.stdout.str()
     assert sorted(p.name for p in (cache / "experiments").rglob("*")) == before
 
