@@ -96,9 +96,9 @@ def local_cluster(workers: int, **kwargs) -> Iterator:
     import dask
     from distributed import LocalCluster
 
-    environ = {name: value for name, value in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-               if not name.endswith("_NUM_THREADS")}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+    unset = {f"distributed.nanny.pre-spawn-environ.{name}": None  # None: not set (dask's own convention)
+             for name in dask.config.get("distributed.nanny.pre-spawn-environ") if name.endswith("_NUM_THREADS")}
+    with dask.config.set(unset), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                          **{"dashboard_address": ":0", **kwargs}) as cluster:
         yield cluster
