@@ -14,8 +14,8 @@ the Jacobian blocks computed (and the sample rows they cover), the seconds spent
 Jacobian blocks and their products, the wall time (compilations included, a few seconds),
 and the largest difference between the two Grams. At a fixed budget the width and image
 size hardly change the cost (the resident rows scale as 1/parameters, the products as
-rows² · parameters): on 2 CPU cores the largest n (6,900 rows in a 12.3 GB budget) takes
-about 14 minutes for both runs, ``--n 5632`` (10 GB) about 11.
+rows² · parameters): on 2 CPU cores the largest n (6,891 rows in a 12.3 GB budget) took
+13.5 minutes for both runs (274 s and 528 s), ``--n 5632`` (10 GB) about 11.
 """
 
 from __future__ import annotations
