@@ -19,23 +19,12 @@ import pytest
 from ntkbench.cases import Case, cases_for, experiment_spec
 from ntkbench.scheduler import experiment_graph, local_cluster, parse
 from ntkbench.tiers import get_tier
+from claim_modules import claim_module
 from test_code_in_keys import CONFTEST  # an architecture of the session's own conftest.py ("wide")
 
 distributed = pytest.importorskip("distributed")
 
-BENCHMARK = """
-import pytest
-
-
-@pytest.mark.ntkbench_claim("C1")
-def test_c1(ntkbench_case, ntkbench_evaluate):
-    ntkbench_evaluate(ntkbench_case)
-
-
-@pytest.mark.ntkbench_claim("C2")
-def test_c2(ntkbench_case, ntkbench_evaluate):
-    ntkbench_evaluate(ntkbench_case)
-"""
+BENCHMARK = claim_module("C1", "C2")
 TASK_LINE = re.compile(r"ntkbench: computed (\S+) on tcp://\S+: [\d.]+ s(, retried after (\d+) lost worker)?")
 
 

@@ -13,20 +13,9 @@ import pytest
 
 import ntkbench.plugin  # noqa: F401  (imported once, before the in-process runs)
 from ntkbench.references import ReferenceTable
+from claim_modules import claim_module
 
-BENCHMARKS = """
-import pytest
-
-
-@pytest.mark.ntkbench_claim("C1")
-def test_c1(ntkbench_case, ntkbench_evaluate):
-    ntkbench_evaluate(ntkbench_case)
-
-
-@pytest.mark.ntkbench_claim("C1b")
-def test_c1b(ntkbench_case, ntkbench_evaluate):
-    ntkbench_evaluate(ntkbench_case)
-"""
+BENCHMARKS = claim_module("C1", "C1b")
 PERTURBED = "--ntkbench-set=learning_rate=0.03"  # the tier's default is 1e-3
 C1_CASES = {("C1", "mlp/mnist1d", "test_error"), ("C1", "mlp/mnist1d", "test_mse")}
 TABLE = "reference_results/smoke-cpu.csv"
