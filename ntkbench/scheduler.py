@@ -118,7 +118,8 @@ def compute_missing(cases, tier, cache, value: str, report: Callable[[str], None
     with connect(value) as client:
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
         report(f"ntkbench scheduler: {client.scheduler.address}, {workers} workers, dashboard "
-               f"{client.dashboard_link}: {len(missing)} experiments to compute, {len(graph) - len(missing)} cached")
+               f"{client.dashboard_link}: {len(missing)} experiment{'s' * (len(missing) > 1)} to compute, "
+               f"{len(graph) - len(missing)} cached")
         futures = _submit(client, missing, cache)
         labels = {future.key: missing[key][0].label for key, future in futures.items()}
         specs = {future.key: missing[key][0] for key, future in futures.items()}
@@ -151,10 +152,13 @@ def _submit(client, missing: dict, cache) -> dict:
                "code": _context_digest()}  # what the worker checks its own environment against
     for key, (spec, needs) in missing.items():  # needs: () or (the key of spec.network(),)
         spec.network().key  # computed here: the worker may not have the sources to key it
-        inputs = [futures[need] if need in futures else {"files": cache.files(spec.network())} for need in needs]
+        for need in needs:  # a cached network's files: read once, however many tasks read them
+            if need not in futures:
+                futures[need] = client.scatter([{"files": cache.files(spec.network())}])[0]
+        inputs = [futures[need] for need in needs]
         futures[key] = client.submit(compute, spec, _entries(spec), inputs, session, pure=False,
                                      key=f"{spec.kind}-{spec.arch}-{key[:12]}")
-    return futures
+    return {key: futures[key] for key in missing}
 
 
 def _lost_workers(client, key: str) -> int:
