@@ -18,11 +18,13 @@ from ntkbench.kernels import entk_gram
 from ntkbench.models import build_model
 
 
-def small(name: str, shape, n: int = 12, **kwargs):
-    """(model, params, inputs) of a narrow registered network."""
+def small(name: str, shape, n: int = 12, traced: bool = False, **kwargs):
+    """(model, params, inputs) of a narrow registered network; ``traced``: the parameters'
+    shapes only, with no initialisation run (all that choosing an engine reads)."""
     model = build_model(name, 3, **kwargs)
     x = np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
-    return model, model.init(jax.random.PRNGKey(0), x[:1]), x
+    init = jax.eval_shape if traced else lambda f, *args: f(*args)
+    return model, init(model.init, jax.random.PRNGKey(0), x[:1]), x
 
 
 MLP = lambda n=12: small("mlp", (10,), n, width=16)  # noqa: E731
@@ -51,7 +53,7 @@ def flax_network(module):
 
 
 @pytest.mark.parametrize("network, engine", [
-    (MLP, "layerwise"), (CNN, "layerwise"), (lambda: small("myrtle5", (4, 4, 3), width=4), "layerwise"),
+    (MLP, "layerwise"), (CNN, "layerwise"), (lambda: small("myrtle5", (4, 4, 3), traced=True, width=4), "layerwise"),
     (lambda: flax_network(FlaxMLP()), "structured"), (lambda: flax_network(FlaxCNN()), "jacobian"),
 ], ids=["mlp", "cnn1d", "myrtle5", "flax-dense", "flax-conv"])
 def test_auto_picks_layerwise_then_structured_for_dense_then_jacobian(network, engine):

@@ -1,8 +1,10 @@
 """ntkbench.models and the eNTK Gram of every registered architecture.
 
 The common tests run on whatever ``ARCHITECTURES`` holds, so a newly registered network is
-checked without new test code: init/apply shapes, a symmetric PSD eNTK, and the Gram equal
-to an explicit Jacobian product (float64). The remaining tests check that ``entk_gram``'s
+checked without new test code: every architecture is traced (init/apply shapes), and each
+builder's smallest network is compiled and run: finite outputs, a symmetric PSD eNTK, and
+the Gram equal to an explicit Jacobian product (float64). Architectures that share a
+builder's code (myrtle5, 7 and 10) differ only in constants such as the depth. The remaining tests check that ``entk_gram``'s
 implementations give the same Gram (its blocks and memory bounds: test_kernels), and that
 each architecture's stax twin has, as its analytic NTK, the limit of the flax model's eNTK.
 """
@@ -73,13 +75,19 @@ def quick_init(model, key, sample):
 
 
 @functools.cache
-def make(name: str, parameterization: str = "standard", dtype=jnp.float32):
+def make(name: str, parameterization: str = "standard"):
     """(model, params, input shape) of a small instance of a registered architecture."""
     arch = ARCHITECTURES.get(name)
     model = arch.build(NUM_OUTPUTS, parameterization=parameterization, **small_kwargs(arch.build))
     shape = INPUT_SHAPES[arch.input_kind]
-    params = quick_init(model, jax.random.PRNGKey(0), jnp.zeros((1, *shape), dtype))
+    params = quick_init(model, jax.random.PRNGKey(0), jnp.zeros((1, *shape), jnp.float32))
     return model, params, shape
+
+
+def make64(name: str, parameterization: str = "standard"):
+    """``make``'s network with its parameters in float64 (one compiled init serves both)."""
+    model, params, shape = make(name, parameterization)
+    return model, jax.tree.map(lambda leaf: np.asarray(leaf, np.float64), params), shape
 
 
 def inputs(n: int, shape, seed: int = 0, dtype=np.float32) -> np.ndarray:
@@ -92,23 +100,31 @@ def assert_close_relative(actual, expected, rtol: float) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
-@pytest.fixture(scope="module", params=ARCHITECTURE_NAMES)
-def network(request):
-    """Each architecture at the standard parameterization: at the NTK one it computes the same
-    function (below), and its eNTK is checked against the Jacobian product."""
-    return make(request.param)
-
-
 @pytest.fixture(scope="module", params=BUILDER_NAMES)
-def standard_network(request):
-    return make(request.param, "standard")
+def network(request):
+    """Each builder's smallest architecture at the standard parameterization: at the NTK one
+    it computes the same function (below), and its eNTK is checked against the Jacobian
+    product."""
+    return make(request.param)
 
 
 def test_registered_architectures():
     assert {"mlp", "cnn1d"} <= set(ARCHITECTURE_NAMES)
 
 
-# --- common tests: every registered architecture, both parameterizations ---------------
+# --- common tests: every registered architecture, compiled once per builder -------------
+
+@pytest.mark.parametrize("name", ARCHITECTURE_NAMES)
+def test_every_architecture_maps_a_batch_to_logits(name):
+    """Traced, not compiled: each architecture (myrtle7 and myrtle10 included, whose builder
+    is compiled and run below as myrtle5) builds, initialises and maps inputs to logits."""
+    arch = ARCHITECTURES.get(name)
+    model = arch.build(NUM_OUTPUTS, **small_kwargs(arch.build))
+    x = jax.ShapeDtypeStruct((5, *INPUT_SHAPES[arch.input_kind]), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    out = jax.eval_shape(model.apply, params, x)
+    assert out.shape == (5, NUM_OUTPUTS) and out.dtype == jnp.float32
+
 
 def test_apply_shape(network):
     model, params, shape = network
@@ -127,7 +143,7 @@ def test_entk_symmetric_psd(network):
     assert eigvals.max() > 0
 
 
-@pytest.mark.parametrize("name", ARCHITECTURE_NAMES)
+@pytest.mark.parametrize("name", BUILDER_NAMES)
 def test_parameterizations_agree_at_init(name):
     """Same key, same function: NTK parameterization only moves the scale out of the init."""
     (standard, standard_params, shape), (ntk, ntk_params, _) = (make(name, p) for p in ("standard", "ntk"))
@@ -139,7 +155,7 @@ def test_parameterizations_agree_at_init(name):
 def test_entk_equals_explicit_jacobian_product(name, parameterization):
     """In float64: K(x1, x2) = J(x1) J(x2)ᵀ, J from jacrev of the summed logits."""
     with jax.enable_x64(True):
-        model, params, shape = make(name, parameterization, dtype=jnp.float64)
+        model, params, shape = make64(name, parameterization)
         flat, unravel = ravel_pytree(params)
         assert flat.dtype == jnp.float64
         x = inputs(8, shape, seed=1, dtype=np.float64)
@@ -156,9 +172,9 @@ def test_entk_equals_explicit_jacobian_product(name, parameterization):
 # --- entk_gram: implementations (blocks and memory bounds: test_kernels) ----------------
 
 @pytest.fixture(scope="module", params=[False, True], ids=["symmetric", "x2"])
-def gram_case(standard_network, request):
+def gram_case(network, request):
     """(model, params, entk_gram args, Gram from the default single-block computation)."""
-    model, params, shape = standard_network
+    model, params, shape = network
     args = (inputs(7, shape, seed=5),) + ((inputs(5, shape, seed=6),) if request.param else ())
     return model, params, args, entk_gram(model, params, *args)
 
@@ -170,8 +186,8 @@ def test_neural_tangents_engine_gives_the_same_gram(gram_case):
     assert_close_relative(entk_gram(model, params, *args, implementation="neural_tangents"), expected, rtol=1e-4)
 
 
-def test_unknown_implementation(standard_network):
-    model, params, shape = standard_network
+def test_unknown_implementation(network):
+    model, params, shape = network
     with pytest.raises(ValueError, match="known: auto, layerwise, jacobian, structured, neural_tangents"):
         entk_gram(model, params, inputs(2, shape), implementation="autodiff")
 
