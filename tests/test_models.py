@@ -4,9 +4,10 @@ The common tests run on whatever ``ARCHITECTURES`` holds, so a newly registered 
 checked without new test code: every architecture is traced (init/apply shapes), and each
 builder's smallest network is compiled and run: finite outputs, a symmetric PSD eNTK, and
 the Gram equal to an explicit Jacobian product (float64). Architectures that share a
-builder's code (myrtle5, 7 and 10) differ only in constants such as the depth. The remaining tests check that ``entk_gram``'s
-implementations give the same Gram (its blocks and memory bounds: test_kernels), and that
-each architecture's stax twin has, as its analytic NTK, the limit of the flax model's eNTK.
+builder's code (myrtle5, 7 and 10) differ only in constants such as the depth. The
+remaining tests check that ``entk_gram``'s implementations give the same Gram (its blocks
+and memory bounds: test_kernels), and that each architecture's stax twin has, as its
+analytic NTK, the limit of the flax model's eNTK.
 """
 
 import functools
