@@ -23,8 +23,9 @@ def small(name: str, shape, n: int = 12, traced: bool = False, **kwargs):
     shapes only, with no initialisation run (all that choosing an engine reads)."""
     model = build_model(name, 3, **kwargs)
     x = np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
-    init = jax.eval_shape if traced else lambda f, *args: f(*args)
-    return model, init(model.init, jax.random.PRNGKey(0), x[:1]), x
+    key = jax.random.PRNGKey(0)
+    params = jax.eval_shape(model.init, key, x[:1]) if traced else model.init(key, x[:1])
+    return model, params, x
 
 
 MLP = lambda n=12: small("mlp", (10,), n, width=16)  # noqa: E731
