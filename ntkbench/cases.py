@@ -7,6 +7,7 @@ them. Every failure becomes a row with verdict "error" and a one-line message.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 
@@ -70,6 +71,20 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
     return [Case(claim.id, a, d, m, v)
             for (a, d), m, v in itertools.product(pairs, claim.metrics, variants)
             if not v or v[0][0] != "set" or v[0][1][0] in ("*", a)]
+
+
+def metrics_apart(cases: list[Case]) -> list[Case]:
+    """The cases reordered: every case's first metric, then every case's second, and so on
+    (stable otherwise). A case's metrics read the same experiments, so under pytest-xdist two
+    workers that take the next tests start on different experiments instead of one waiting
+    for the other's; the later metrics load what the first one computed."""
+    counts: collections.Counter = collections.Counter()
+    ranks = []
+    for case in cases:
+        metricless = dataclasses.replace(case, metric="")
+        ranks.append(counts[metricless])
+        counts[metricless] += 1
+    return [cases[i] for i in sorted(range(len(cases)), key=ranks.__getitem__)]
 
 
 def defined_case_keys(tiers: list[Tier]) -> set[tuple[str, str, str]]:

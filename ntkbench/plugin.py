@@ -94,7 +94,7 @@ def _names(option: str | None) -> list[str] | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "ntkbench_case" not in metafunc.fixturenames:
         return
-    from ntkbench.cases import cases_for, control_cases
+    from ntkbench.cases import cases_for, control_cases, metrics_apart
 
     config = metafunc.config
     if metafunc.definition.get_closest_marker("ntkbench_controls"):
@@ -105,6 +105,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: ntkbench_case needs "
                                 "@pytest.mark.ntkbench_claim(id) or @pytest.mark.ntkbench_controls")
+    cases = metrics_apart(cases)
     metafunc.parametrize("ntkbench_case", cases, ids=[c.id for c in cases])
 
 

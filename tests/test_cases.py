@@ -8,11 +8,12 @@ import re
 import pytest
 
 from ntkbench.cache import ExperimentCache
-from ntkbench.cases import Case, cases_for, experiment_spec, run_case
+from ntkbench.cases import Case, cases_for, experiment_spec, metrics_apart, run_case
 from ntkbench.claims import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, METRICS, get_claim
 from ntkbench.experiments import KINDS, NotApplicableError
 from ntkbench.registry import ARCHITECTURES, DATASETS, UnknownNameError
 from ntkbench.tiers import get_tier
+from claim_modules import claim_module
 
 NUMERIC = ("margin", "alpha_a", "alpha_a_lo", "alpha_a_hi", "alpha_b", "alpha_b_lo", "alpha_b_hi",
            "gap", "gap_lo", "gap_hi", "window_lo", "window_hi", "points")
@@ -33,6 +34,19 @@ def test_explicit_architectures_and_datasets_are_honoured():
     cases = cases_for("C1", ["mlp", "nosucharch"], ["teacher"])
     assert [(c.arch, c.dataset, c.metric) for c in cases] == [
         (arch, "teacher", metric) for arch in ("mlp", "nosucharch") for metric in METRICS]
+
+
+def test_metrics_apart_runs_every_cases_first_metric_before_any_second(pytester):
+    """The order the benchmark modules run their cases in (checked on a collection): two
+    xdist workers taking the next tests start on different cases' experiments."""
+    cases = cases_for("C1", ["cnn1d", "mlp"], ["mnist1d"])
+    assert [(c.arch, c.metric) for c in cases] == [(a, m) for a in ("cnn1d", "mlp") for m in METRICS]
+    expected = [(a, m) for m in METRICS for a in ("cnn1d", "mlp")]
+    assert [(c.arch, c.metric) for c in metrics_apart(cases)] == expected
+    pytester.makepyfile(test_c1=claim_module("C1"))
+    collected = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--ntkbench-tier=smoke")
+    ids = re.findall(r"test_c1\[(\w+)-mnist1d-(\w+)\]", collected.stdout.str())
+    assert ids == expected
 
 
 def test_metrics_of_a_case_share_its_experiments(tiny_tier):
