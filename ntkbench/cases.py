@@ -76,8 +76,9 @@ def cases_for(claim_id: str, archs=None, datasets=None, tier: Tier | None = None
 def metrics_apart(cases: list[Case]) -> list[Case]:
     """The cases reordered: every case's first metric, then every case's second, and so on
     (stable otherwise). A case's metrics read the same experiments, so under pytest-xdist two
-    workers that take the next tests start on different experiments instead of one waiting
-    for the other's; the later metrics load what the first one computed."""
+    workers that take the next tests wait less often on each other's experiment locks (cases
+    of other metrics may still share a network); the later metrics load what the first one
+    computed."""
     counts: collections.Counter = collections.Counter()
     ranks = []
     for case in cases:
